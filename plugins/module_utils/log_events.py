@@ -1,0 +1,108 @@
+# -*- coding: utf-8 -*-
+# Copyright: qt-runbooks contributors; Apache-2.0
+"""Parse the quantum_trader services' JSON log lines, one at a time.
+
+Pure Python so it can be unit-tested without Ansible or Docker. The lines come
+from `docker logs --timestamps`: "<RFC3339Nano> <payload>".
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import datetime, timezone
+
+ORDER_EVENTS = ("ORDER_SUBMIT", "ORDER_RESPONSE", "ORDER_ERROR", "GATE_BLOCKED", "WOULD_SUBMIT")
+
+
+def parse_docker_ts(stamp):
+    """'2026-11-28T03:04:05.123456789Z' -> epoch seconds (float), None if not a timestamp."""
+    if not stamp or not stamp.endswith("Z"):
+        return None
+    head, _, frac = stamp[:-1].partition(".")
+    try:
+        base = datetime.strptime(head, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc)
+    except ValueError:
+        return None
+    return base.timestamp() + (float("0." + frac[:6]) if frac.isdigit() else 0.0)
+
+
+def split_line(line):
+    """'<ts> <payload>' -> (epoch or None, payload)."""
+    stamp, sep, payload = line.partition(" ")
+    epoch = parse_docker_ts(stamp) if sep else None
+    return (epoch, payload) if epoch is not None else (None, line)
+
+
+def parse_event(payload):
+    """The JSON object on a line, or None for noise (tracebacks, plain text)."""
+    payload = payload.strip()
+    if not payload.startswith("{"):
+        return None
+    try:
+        obj = json.loads(payload)
+    except ValueError:
+        return None
+    return obj if isinstance(obj, dict) and "event" in obj else None
+
+
+class LogSummary:
+    """Accumulates counts and the tail of interesting events while lines stream by."""
+
+    def __init__(self, keep_events=ORDER_EVENTS, keep_last=20, correlation_id=None):
+        self.keep_events = set(keep_events)
+        self.keep_last = keep_last
+        self.correlation_id = correlation_id
+        self.lines = 0
+        self.json_lines = 0
+        self.counts = Counter()
+        self.block_reasons = Counter()
+        self.last_ts = None
+        self.last_event = None
+        self.recent = []
+        self.matches = []
+
+    def add(self, line):
+        self.lines += 1
+        epoch, payload = split_line(line.rstrip("\n"))
+        if epoch is not None:
+            self.last_ts = epoch
+        event = parse_event(payload)
+        if event is None:
+            return
+        self.json_lines += 1
+        name = str(event.get("event"))
+        self.counts[name] += 1
+        self.last_event = name
+        if name == "GATE_BLOCKED":
+            self.block_reasons[str(event.get("reason"))] += 1
+        if name in self.keep_events:
+            self.recent.append(dict(event, _log_ts=epoch))
+            del self.recent[:-self.keep_last]
+        if self.correlation_id and event.get("correlation_id") == self.correlation_id:
+            self.matches.append(dict(event, _log_ts=epoch))
+
+    def result(self, now):
+        top = self.block_reasons.most_common(1)
+        return {
+            "lines_read": self.lines,
+            "json_lines": self.json_lines,
+            "event_counts": dict(self.counts),
+            "top_block_reason": top[0][0] if top else None,
+            "last_log_ts": self.last_ts,
+            "last_log_age_s": round(now - self.last_ts, 3) if self.last_ts is not None else None,
+            "last_event": self.last_event,
+            "recent_events": self.recent,
+            "correlation_matches": self.matches,
+        }
+
+
+def iter_lines(chunks):
+    """Re-split a stream of byte chunks (Docker frames) into text lines."""
+    buf = b""
+    for chunk in chunks:
+        buf += chunk
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            yield line.decode("utf-8", "replace")
+    if buf:
+        yield buf.decode("utf-8", "replace")

@@ -1,0 +1,169 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: qt-runbooks contributors; Apache-2.0
+"""Summarise a container's JSON log lines without loading the whole log."""
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: container_logs
+short_description: Stream and summarise a container's JSON log lines
+version_added: "0.1.0"
+description:
+  - Reads the last O(tail) lines (and/or the lines since O(since)) of a Docker
+    container's log through the Docker API, one line at a time, never the whole log.
+  - Parses one JSON object per line (the quantum_trader format), skips noise such as
+    tracebacks, and returns per-event counts, the most common C(GATE_BLOCKED) reason,
+    the age of the last line and the last order-related events.
+  - Read-only; supports check mode.
+options:
+  name:
+    description: Container name or ID.
+    type: str
+    required: true
+  tail:
+    description: Number of lines from the end of the log to read.
+    type: int
+    default: 200
+  since:
+    description: Only lines newer than this many seconds ago (0 = no limit).
+    type: int
+    default: 0
+  correlation_id:
+    description: Also return every event carrying this correlation_id (within the lines read).
+    type: str
+  keep_last:
+    description: How many of the last order-related events to return.
+    type: int
+    default: 20
+  docker_host:
+    description: Docker daemon URL.
+    type: str
+    default: unix:///var/run/docker.sock
+  timeout:
+    description: Seconds to wait for the Docker API.
+    type: int
+    default: 30
+requirements:
+  - docker (Python SDK) >= 7
+author:
+  - qt-runbooks contributors
+"""
+
+EXAMPLES = r"""
+- name: Summarise the executor's last 200 log lines
+  quantum.runbooks.container_logs:
+    name: quantum_auto_executor
+    tail: 200
+  register: executor_logs
+
+- name: Everything one order did in the last hour
+  quantum.runbooks.container_logs:
+    name: quantum_auto_executor
+    tail: -1
+    since: 3600
+    correlation_id: "{{ correlation_id }}"
+"""
+
+RETURN = r"""
+exists:
+  description: Whether the container exists.
+  type: bool
+  returned: always
+lines_read:
+  description: Log lines read.
+  type: int
+  returned: when the container exists
+json_lines:
+  description: Lines that were JSON events.
+  type: int
+  returned: when the container exists
+event_counts:
+  description: Count per C(event) value.
+  type: dict
+  returned: when the container exists
+  sample: {"ORDER_SUBMIT": 12, "ORDER_RESPONSE": 12, "HEARTBEAT": 40}
+top_block_reason:
+  description: Most common C(reason) of C(GATE_BLOCKED) events, or null.
+  type: str
+  returned: when the container exists
+last_log_age_s:
+  description: Seconds since the last log line (any line, JSON or not), or null when none was read.
+  type: float
+  returned: when the container exists
+last_event:
+  description: The C(event) of the last JSON line.
+  type: str
+  returned: when the container exists
+recent_events:
+  description: The last O(keep_last) order-related events (submit, response, error, gate, would-submit).
+  type: list
+  elements: dict
+  returned: when the container exists
+correlation_matches:
+  description: Events with the requested correlation_id.
+  type: list
+  elements: dict
+  returned: when the container exists
+"""
+
+import time
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.quantum.runbooks.plugins.module_utils.log_events import LogSummary, iter_lines
+
+try:
+    import docker
+    from docker.errors import DockerException, NotFound
+    HAS_DOCKER = True
+    DOCKER_IMPORT_ERROR = None
+except ImportError:
+    HAS_DOCKER = False
+    DOCKER_IMPORT_ERROR = traceback.format_exc()
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            name=dict(type="str", required=True),
+            tail=dict(type="int", default=200),
+            since=dict(type="int", default=0),
+            correlation_id=dict(type="str"),
+            keep_last=dict(type="int", default=20),
+            docker_host=dict(type="str", default="unix:///var/run/docker.sock"),
+            timeout=dict(type="int", default=30),
+        ),
+        supports_check_mode=True,
+    )
+    if not HAS_DOCKER:
+        module.fail_json(msg=missing_required_lib("docker"), exception=DOCKER_IMPORT_ERROR)
+    p = module.params
+    try:
+        client = docker.DockerClient(base_url=p["docker_host"], timeout=p["timeout"])
+        container = client.containers.get(p["name"])
+    except NotFound:
+        module.exit_json(changed=False, exists=False)
+    except DockerException as err:
+        module.fail_json(msg=f"cannot reach Docker at {p['docker_host']}: {err}")
+
+    kwargs = {"stream": True, "follow": False, "timestamps": True}
+    if p["tail"] >= 0:
+        kwargs["tail"] = p["tail"]
+    if p["since"] > 0:
+        kwargs["since"] = int(time.time()) - p["since"]
+    summary = LogSummary(keep_last=p["keep_last"], correlation_id=p["correlation_id"])
+    stream = container.logs(**kwargs)
+    try:
+        for line in iter_lines(stream):
+            summary.add(line)
+    finally:
+        close = getattr(stream, "close", None)
+        if close:
+            close()
+    module.exit_json(changed=False, exists=True, **summary.result(time.time()))
+
+
+if __name__ == "__main__":
+    main()

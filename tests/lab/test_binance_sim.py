@@ -1,0 +1,342 @@
+"""The Binance futures simulator, driven by the unmodified python-binance 1.0.37 client.
+
+Starts lab/images/binance_sim/sim.py as a subprocess on free loopback ports; no Docker, no network.
+"""
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+import requests
+from binance.client import Client
+from binance.exceptions import BinanceAPIException
+
+SIM = Path(__file__).resolve().parents[2] / "lab" / "images" / "binance_sim" / "sim.py"
+KEYS = {
+    "mainnet": ("mainKey0123456789abcdef", "main-secret-0123456789"),
+    "testnet": ("testKey0123456789abcdef", "test-secret-0123456789"),
+}
+NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Sim:
+    def __init__(self, tmp):
+        self.ports = {"mainnet": free_port(), "testnet": free_port(), "control": free_port()}
+        self.log = tmp / "sim.log"
+        env = {**os.environ, "SIM_BIND_HOST": "127.0.0.1", "SIM_MAINNET_PORT": str(self.ports["mainnet"]),
+               "SIM_TESTNET_PORT": str(self.ports["testnet"]), "SIM_CONTROL_PORT": str(self.ports["control"])}
+        for name, (key, secret) in KEYS.items():
+            env[f"SIM_{name.upper()}_API_KEY"], env[f"SIM_{name.upper()}_API_SECRET"] = key, secret
+        self.proc = subprocess.Popen([sys.executable, "-u", str(SIM)], env=env, stdout=self.log.open("w"),
+                                     stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                if self.ctl("GET", "/_sim/healthz")[0] == 200:
+                    return
+            except OSError:
+                time.sleep(0.05)
+        self.proc.kill()
+        raise RuntimeError("simulator did not start:\n" + self.log.read_text())
+
+    def ctl(self, method, path, body=None):
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(f"http://127.0.0.1:{self.ports['control']}{path}", data=data, method=method)
+        try:
+            with NO_PROXY.open(req, timeout=5) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+
+    def faults(self, *names):
+        status, state = self.ctl("PUT", "/_sim/faults", {"faults": list(names)})
+        assert status == 200, state
+        return state
+
+    def seed(self, **spec):
+        status, order = self.ctl("POST", "/_sim/orders", {"personality": "testnet", "symbol": "BTCUSDT",
+                                                          "side": "BUY", "quantity": "0.01", "price": "50000",
+                                                          **spec})
+        assert status == 200, order
+        return order
+
+    def client(self, personality="testnet", key=None, secret=None, timeout=5):
+        k, s = KEYS[personality]
+        c = Client(key or k, secret or s, ping=False, testnet=personality == "testnet",
+                   requests_params={"timeout": timeout})
+        c.FUTURES_URL = f"http://127.0.0.1:{self.ports['mainnet']}/fapi"
+        c.FUTURES_TESTNET_URL = f"http://127.0.0.1:{self.ports['testnet']}/fapi"
+        c.session.trust_env = False  # never route loopback traffic through an environment proxy
+        return c
+
+
+@pytest.fixture(scope="module")
+def sim_server(tmp_path_factory):
+    server = Sim(tmp_path_factory.mktemp("binance_sim"))
+    yield server
+    server.proc.terminate()
+    server.proc.wait(timeout=5)
+
+
+@pytest.fixture
+def sim(sim_server):
+    assert sim_server.ctl("POST", "/_sim/reset")[0] == 200
+    yield sim_server
+    sim_server.ctl("POST", "/_sim/reset")
+
+
+def api_error(call, **params):
+    with pytest.raises(BinanceAPIException) as info:
+        call(**params)
+    return info.value
+
+
+def weight(client):
+    return int(client.response.headers["X-MBX-USED-WEIGHT-1M"])
+
+
+def test_filled_order_round_trip_and_headers(sim):
+    c = sim.client()
+    order = c.futures_create_order(symbol="BTCUSDT", side="BUY", type="MARKET", quantity="0.002",
+                                   newClientOrderId="qtx-round-trip-1")
+    assert order["status"] == "FILLED" and order["executedQty"] == "0.002" and order["avgPrice"] == "60000"
+    assert c.response.headers["X-MBX-ORDER-COUNT-10S"] == "1" and c.response.headers["X-MBX-ORDER-COUNT-1M"] == "1"
+    got = c.futures_get_order(symbol="BTCUSDT", origClientOrderId="qtx-round-trip-1")
+    assert got["orderId"] == order["orderId"] and got["status"] == "FILLED"
+    assert abs(got["time"] - time.time() * 1000) < 5000
+    before = weight(c)
+    e = api_error(c.futures_cancel_order, symbol="BTCUSDT", orderId=order["orderId"])
+    assert (e.status_code, e.code, e.message) == (400, -2011, "Unknown order sent.")
+    assert int(e.response.headers["X-MBX-USED-WEIGHT-1M"]) == before + 1
+    auto = c.futures_create_order(symbol="ETHUSDT", side="SELL", type="LIMIT", timeInForce="GTC",
+                                  quantity="0.05", price="3100")
+    assert auto["clientOrderId"].startswith("x-") and auto["status"] == "FILLED" and auto["avgPrice"] == "3100"
+    assert c.futures_get_order(symbol="ETHUSDT", orderId=auto["orderId"])["side"] == "SELL"
+    e = api_error(c.futures_get_order, symbol="ETHUSDT", orderId=123)
+    assert e.code == -2013
+
+
+def test_resting_order_create_query_cancel(sim):
+    sim.faults("stuck_orders")
+    c = sim.client()
+    order = c.futures_create_order(symbol="BTCUSDT", side="BUY", type="LIMIT", timeInForce="GTC",
+                                   quantity="0.01", price="55000", newClientOrderId="qtx-stuck-1")
+    assert order["status"] == "NEW" and order["executedQty"] == "0"
+    assert time.time() * 1000 - order["time"] > 5 * 60 * 1000  # older than a 5-minute threshold
+    market = c.futures_create_order(symbol="BTCUSDT", side="BUY", type="MARKET", quantity="0.01")
+    assert market["status"] == "FILLED"
+    sim.faults()  # resting orders stay resting once the fault clears
+    open_orders = c.futures_get_open_orders(symbol="BTCUSDT")
+    assert [o["clientOrderId"] for o in open_orders] == ["qtx-stuck-1"]
+    assert c.futures_get_order(symbol="BTCUSDT", orderId=order["orderId"])["status"] == "NEW"
+    assert c.futures_cancel_order(symbol="BTCUSDT", origClientOrderId="qtx-stuck-1")["status"] == "CANCELED"
+    assert c.futures_get_open_orders(symbol="BTCUSDT") == []
+    assert sim.ctl("GET", "/_sim/state")[1]["orders"] == {"mainnet": 0, "testnet": 0}
+
+
+def test_wrong_secret_is_invalid_signature(sim):
+    e = api_error(sim.client(secret="not-the-secret").futures_account)
+    assert (e.status_code, e.code, e.message) == (400, -1022, "Signature for this request is not valid.")
+
+
+def test_keys_are_per_personality(sim):
+    key, secret = KEYS["testnet"]
+    e = api_error(sim.client("mainnet", key=key, secret=secret).futures_get_open_orders, symbol="BTCUSDT")
+    assert (e.status_code, e.code, e.message) == (401, -2015, "Invalid API-key, IP, or permissions for action.")
+    assert sim.client("mainnet").futures_get_open_orders(symbol="BTCUSDT") == []
+    resp = requests.get(f"http://127.0.0.1:{sim.ports['testnet']}/fapi/v1/openOrders", timeout=5)
+    assert resp.status_code == 401 and resp.json()["code"] == -2014
+    # orders are per personality too
+    sim.client("mainnet").futures_create_order(symbol="SOLUSDT", side="BUY", type="MARKET", quantity="1")
+    assert sim.client().futures_account_trades(symbol="SOLUSDT") == []
+    assert len(sim.client("mainnet").futures_account_trades(symbol="SOLUSDT")) == 1
+
+
+def test_clock_skew(sim):
+    state = sim.faults("clock_skew")
+    assert state["clock_offset_ms"] == 30000
+    c = sim.client()
+    offset = c.futures_time()["serverTime"] - time.time() * 1000
+    assert 28000 < offset < 32000
+    e = api_error(c.futures_position_information)
+    assert (e.status_code, e.code) == (400, -1021)
+    assert e.message == "Timestamp for this request is outside of the recvWindow."
+    c.timestamp_offset = int(offset)  # a client that syncs its clock gets through
+    assert c.futures_position_information() == []
+    sim.faults()
+    e = api_error(c.futures_position_information)  # now 30 s ahead of the server
+    assert e.message == "Timestamp for this request was 1000ms ahead of the server's time."
+
+
+def test_binance_429(sim):
+    sim.faults("binance_429")
+    c = sim.client()
+    e = api_error(c.futures_ping)
+    assert (e.status_code, e.code) == (429, -1003)
+    assert e.message.startswith("Too many requests; current limit is 2400 requests per minute.")
+    assert e.response.headers["Retry-After"] == "30"
+    assert api_error(c.futures_create_order, symbol="BTCUSDT", side="BUY", type="MARKET",
+                     quantity="0.01").status_code == 429
+    sim.faults()
+    assert c.futures_ping() == {}
+    assert sim.ctl("GET", "/_sim/orders?personality=testnet")[1] == []
+
+
+def test_binance_418(sim):
+    sim.faults("binance_418")
+    e = api_error(sim.client().futures_position_information)
+    assert (e.status_code, e.code) == (418, -1003)
+    assert e.message.startswith("Way too many requests; IP(127.0.0.1) banned until ")
+    banned_until = int(e.message.split("banned until ")[1].split(".")[0])
+    assert banned_until > time.time() * 1000 + 100_000
+    assert e.response.headers["Retry-After"] == "120"
+
+
+def test_bad_credentials(sim):
+    sim.faults("bad_credentials")
+    c = sim.client()
+    e = api_error(c.futures_account_balance)
+    assert (e.status_code, e.code) == (401, -2015)
+    assert abs(c.futures_time()["serverTime"] - time.time() * 1000) < 2000
+    assert c.futures_exchange_info()["rateLimits"][0]["limit"] == 2400
+
+
+def test_binance_down(sim):
+    c = sim.client()
+    sim.faults("binance_down")
+    with pytest.raises(requests.exceptions.ConnectionError):
+        c.futures_ping()
+    state = sim.ctl("GET", "/_sim/state")[1]  # control stays up
+    assert state["faults"] == ["binance_down"] and state["listening"] == {"mainnet": False, "testnet": False}
+    sim.faults()
+    assert c.futures_ping() == {}
+
+
+def test_binance_timeout(sim):
+    sim.faults("binance_timeout")
+    started = time.monotonic()
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        sim.client(timeout=1).futures_create_order(symbol="BTCUSDT", side="BUY", type="MARKET", quantity="0.01")
+    assert time.monotonic() - started < 3
+    # a held request is released with 503 -1007 once the fault clears
+    conn = http.client.HTTPConnection("127.0.0.1", sim.ports["testnet"], timeout=5)
+    conn.request("GET", "/fapi/v1/time")
+    deadline = time.monotonic() + 5
+    while sim.ctl("GET", "/_sim/state")[1]["held_requests"] < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert sim.ctl("GET", "/_sim/state")[1]["held_requests"] == 2
+    sim.faults()
+    resp = conn.getresponse()
+    assert resp.status == 503 and json.loads(resp.read())["code"] == -1007
+    assert sim.client().futures_ping() == {}
+
+
+def test_cancel_all_needs_symbol(sim):
+    c = sim.client()
+    e = api_error(c.futures_cancel_all_open_orders)
+    assert (e.code, e.message) == (-1102, "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed.")
+    sim.seed(client_order_id="human-1")
+    sim.seed(symbol="ETHUSDT", price="2500")
+    assert c.futures_cancel_all_open_orders(symbol="BTCUSDT")["code"] == 200
+    assert [o["symbol"] for o in c.futures_get_open_orders()] == ["ETHUSDT"]
+
+
+def test_batch_cancel_per_item_errors(sim):
+    a, b = sim.seed(), sim.seed(side="SELL", price="70000", client_order_id="human-2")
+    c = sim.client()
+    result = c.futures_cancel_orders(symbol="BTCUSDT", orderidlist=[a["orderId"], 999, b["orderId"]])
+    assert [r.get("status") for r in result] == ["CANCELED", None, "CANCELED"]
+    assert result[1] == {"code": -2011, "msg": "Unknown order sent."}
+    d = sim.seed(client_order_id="human-3")
+    result = c.futures_cancel_orders(symbol="BTCUSDT", origclientorderidlist=["human-3", "human-2"])
+    assert result[0]["orderId"] == d["orderId"] and result[1]["code"] == -2011
+    e = api_error(c.futures_cancel_orders, symbol="BTCUSDT", orderidlist=list(range(1, 12)))
+    assert e.status_code == 400
+
+
+def test_seeded_order_and_control_api(sim):
+    seeded = sim.seed(client_order_id="manual-1", age_s=900, side="SELL", price="65000")
+    c = sim.client()
+    [order] = c.futures_get_open_orders()
+    assert order["clientOrderId"] == "manual-1" and order["side"] == "SELL" and order["price"] == "65000"
+    assert 899_000 < time.time() * 1000 - order["time"] < 905_000
+    assert [p["symbol"] for p in c.futures_position_information()] == ["BTCUSDT"]  # v3: open orders count
+    assert sim.ctl("GET", "/_sim/orders?personality=testnet")[1] == [seeded]
+    assert sim.ctl("GET", "/_sim/orders?personality=mainnet")[1] == []
+    status, body = sim.ctl("PUT", "/_sim/faults", {"faults": ["binance_down", "meteor"]})
+    assert status == 400 and "stuck_orders" in body["known"]
+    assert sim.ctl("GET", "/_sim/state")[1]["faults"] == []
+    assert sim.ctl("POST", "/_sim/orders", {"symbol": "DOGEUSDT", "quantity": 1, "price": 1})[0] == 400
+
+
+def test_used_weight_header_and_limit(sim):
+    c = sim.client("mainnet")
+    c.futures_get_open_orders(symbol="BTCUSDT")
+    first = weight(c)
+    c.futures_get_open_orders()
+    assert weight(c) == first + 40
+    c.futures_income_history()
+    assert weight(c) == first + 70
+    for _ in range(2400 // 40):  # 2400 is crossed within this many weight-40 calls
+        try:
+            c.futures_get_open_orders()
+        except BinanceAPIException as exc:
+            e = exc
+            break
+    else:
+        pytest.fail("weight limit never enforced")
+    assert (e.status_code, e.code) == (429, -1003) and int(e.response.headers["Retry-After"]) > 0
+    assert int(e.response.headers["X-MBX-USED-WEIGHT-1M"]) > 2400
+    assert sim.client().futures_ping() == {}  # the testnet personality has its own budget
+
+
+def test_income_positions_and_account_after_fills(sim):
+    c = sim.client()
+    c.futures_create_order(symbol="BTCUSDT", side="BUY", type="LIMIT", timeInForce="GTC", quantity="0.01",
+                           price="60000")
+    [pos] = c.futures_position_information()
+    assert (pos["positionAmt"], pos["entryPrice"]) == ("0.01", "60000")
+    assert len(c.futures_position_information(version=2)) == 3
+    c.futures_create_order(symbol="BTCUSDT", side="SELL", type="LIMIT", timeInForce="GTC", quantity="0.01",
+                           price="61000")
+    income = c.futures_income_history(symbol="BTCUSDT")
+    assert [(r["incomeType"], r["income"]) for r in income] == [
+        ("COMMISSION", "-0.24"), ("COMMISSION", "-0.244"), ("REALIZED_PNL", "10")]
+    assert c.futures_income_history(incomeType="REALIZED_PNL", startTime=int(time.time() * 1000) + 60000) == []
+    assert c.futures_position_information() == []
+    trades = c.futures_account_trades(symbol="BTCUSDT")
+    assert [t["realizedPnl"] for t in trades] == ["0", "10"]
+    assert c.futures_account()["totalWalletBalance"] == "10009.516"
+    assert c.futures_account_balance()[0]["balance"] == "10009.516"
+    state = sim.ctl("GET", "/_sim/state")[1]["personalities"]["testnet"]
+    assert state["income"] == 3 and state["positions"] == 0
+
+
+def test_logs_are_json_without_secrets(sim):
+    sim.client().futures_account()
+    lines = sim.log.read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert all(r["service"] == "binance-sim" and "correlation_id" in r for r in records)
+    assert any(r["event"] == "HTTP" and r["path"] == "/fapi/v2/account" and r["status"] == 200 for r in records)
+    text = "\n".join(lines)
+    for secret in [*KEYS["mainnet"], *KEYS["testnet"], "signature="]:
+        assert secret not in text
+
+
+def test_refuses_to_start_without_keys():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SIM_")}
+    res = subprocess.run([sys.executable, str(SIM)], env=env, capture_output=True, text=True, timeout=10)
+    assert res.returncode == 2 and "SIM_MAINNET_API_KEY" in res.stderr
