@@ -18,7 +18,9 @@ from binance.exceptions import BinanceAPIException
 
 pytestmark = pytest.mark.lab
 
-LABCTL = [sys.executable, str(Path(__file__).resolve().parents[2] / "lab" / "labctl")]
+ROOT = Path(__file__).resolve().parents[2]
+LABCTL = [sys.executable, str(ROOT / "lab" / "labctl")]
+RUN_DIR = ROOT / "lab" / "run" / "quantum_trader"
 EXECUTOR = "quantum_auto_executor"
 TESTNET = "http://127.0.0.1:18081/fapi"
 
@@ -190,3 +192,29 @@ def test_faults_combine(fault):
     status = json.loads(subprocess.run([*LABCTL, "status"], capture_output=True, text=True).stdout)
     assert status["faults"] == ["binance_429", "executor_hang"]
     assert status["expected_verdicts"] == ["BINANCE_RATE_LIMITED", "EXECUTOR_HUNG"]
+
+
+def test_executor_exposes_readiness_and_order_metrics(lab):
+    assert requests.get("http://127.0.0.1:19100/readyz", timeout=3).status_code == 200
+    metrics = dict(line.rsplit(" ", 1) for line in requests.get("http://127.0.0.1:19100/metrics", timeout=3)
+                   .text.splitlines() if line and not line.startswith("#"))
+    assert float(metrics["orders_submitted_total"]) > 0
+    assert float(metrics["orders_responded_total"]) > 0
+    assert float(metrics["last_intent_age_seconds"]) < 10
+
+
+def test_go_live_abort_needs_the_word_and_sets_the_kill_switch(lab):
+    script = f"bash {RUN_DIR}/scripts/go_live_abort.sh"  # the script cds to its project itself
+    rc, _ = sh(f"echo nope | {script}")
+    assert rc == 1
+    assert sh("docker exec quantum_redis redis-cli EXISTS quantum:control:kill_switch")[1].strip() == "0"
+    try:
+        assert sh(f"echo ABORT | {script}")[0] == 0
+        assert sh("docker exec quantum_redis redis-cli EXISTS quantum:control:kill_switch")[1].strip() == "1"
+        time.sleep(3)
+        assert {e["reason"] for e in logs_since(EXECUTOR, 2, "GATE_BLOCKED")} == {"KILL_SWITCH"}
+        assert not logs_since(EXECUTOR, 2, "ORDER_SUBMIT")
+    finally:
+        assert sh(f"{script} --release")[0] == 0
+    time.sleep(3)
+    assert logs_since(EXECUTOR, 2, "ORDER_RESPONSE")
