@@ -11,6 +11,7 @@ import json
 from collections import Counter
 from datetime import datetime, timezone
 
+MAX_UNANSWERED = 1000
 ORDER_EVENTS = ("ORDER_SUBMIT", "ORDER_RESPONSE", "ORDER_ERROR", "GATE_BLOCKED", "WOULD_SUBMIT")
 
 
@@ -60,6 +61,9 @@ class LogSummary:
         self.last_event = None
         self.recent = []
         self.matches = []
+        self.trailing_blocks = 0  # GATE_BLOCKED since the last submit: "is everything blocked now?"
+        self.last_outcome = None  # the latest ORDER_RESPONSE / ORDER_ERROR
+        self.unanswered = {}  # correlation_id -> ORDER_SUBMIT without an answer yet (bounded)
 
     def add(self, line):
         self.lines += 1
@@ -75,7 +79,18 @@ class LogSummary:
         self.last_event = name
         if name == "GATE_BLOCKED":
             self.block_reasons[str(event.get("reason"))] += 1
-        if name in self.keep_events:
+            self.trailing_blocks += 1
+        elif name in ("ORDER_SUBMIT", "WOULD_SUBMIT"):
+            self.trailing_blocks = 0
+        cid = event.get("correlation_id")
+        if name == "ORDER_SUBMIT" and cid:
+            self.unanswered[cid] = {"correlation_id": cid, "symbol": event.get("symbol"), "_log_ts": epoch}
+            if len(self.unanswered) > MAX_UNANSWERED:
+                del self.unanswered[next(iter(self.unanswered))]
+        elif name in ("ORDER_RESPONSE", "ORDER_ERROR"):
+            self.unanswered.pop(cid, None)
+            self.last_outcome = dict(event, _log_ts=epoch)
+        if name in self.keep_events and self.keep_last > 0:
             self.recent.append(dict(event, _log_ts=epoch))
             del self.recent[:-self.keep_last]
         if self.correlation_id and event.get("correlation_id") == self.correlation_id:
@@ -93,6 +108,10 @@ class LogSummary:
             "last_event": self.last_event,
             "recent_events": self.recent,
             "correlation_matches": self.matches,
+            "trailing_blocks": self.trailing_blocks,
+            "last_outcome": self.last_outcome,
+            "unanswered": [dict(u, age_s=round(now - u["_log_ts"], 3) if u["_log_ts"] else None)
+                           for u in self.unanswered.values()],
         }
 
 

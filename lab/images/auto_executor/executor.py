@@ -48,7 +48,7 @@ def parse_bool(value, default=False):
 def redact(text):
     """Strip secrets and request signatures: an exception text may quote a URL or a body."""
     for secret in _SECRETS:
-        if secret:
+        if len(secret) >= 8:  # a very short value would also hit field names (real keys are 64 chars)
             text = text.replace(secret, "***")
     return re.sub(r"signature=[0-9a-fA-F]+", "signature=***", text)
 
@@ -254,15 +254,16 @@ class Executor:
                     self.ensure_group()
                     self.drain_pending()
                     needs_setup = False
-                for msg_id, fields in self.read(">"):
-                    if STOP.is_set():  # no new order after SHUTDOWN; the entry stays pending for the next start
-                        break
-                    self.handle(msg_id, fields)
-                self.last_loop = time.monotonic()
+                entries = self.read(">")
                 if self.redis_error.last is not None:
                     log("INFO", "REDIS_RECOVERED", None, suppressed=self.redis_error.suppressed)
                     self.redis_error.last, self.redis_error.suppressed = None, 0
                 backoff = 0.25
+                for msg_id, fields in entries:
+                    if STOP.is_set():  # no new order after SHUTDOWN; the entry stays pending for the next start
+                        break
+                    self.handle(msg_id, fields)
+                self.last_loop = time.monotonic()
             except (redis.exceptions.RedisError, OSError) as exc:
                 # NOGROUP: the stream was deleted; any other error: reconnect and re-drain what is pending.
                 needs_setup = True

@@ -1,0 +1,86 @@
+# -*- coding: utf-8 -*-
+# Copyright: qt-runbooks contributors; Apache-2.0
+"""Write report files on the control node, atomically, without a module round trip.
+
+Reports are output, not managed state: the action always returns changed=False
+and writes in check mode too.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+
+from ansible.errors import AnsibleActionFail
+from ansible.plugins.action import ActionBase
+
+DOCUMENTATION = r"""
+module: write_report
+short_description: Write report files on the control node
+version_added: "0.1.0"
+description:
+  - Writes each C(files) entry (name -> text) into C(dir) on the control node, atomically
+    (temporary file + rename), creating C(dir) if needed. Returns C(changed=false): a report
+    is output, not managed state. Runs in check mode as well.
+options:
+  dir:
+    description: Target directory on the control node.
+    type: path
+    required: true
+  files:
+    description: File name -> content.
+    type: dict
+    required: true
+  mode:
+    description: File mode.
+    type: str
+    default: "0644"
+author:
+  - qt-runbooks contributors
+"""
+
+EXAMPLES = r"""
+- name: Write the diagnosis
+  quantum.runbooks.write_report:
+    dir: reports/lab
+    files:
+      diagnosis-latest.json: "{{ report | to_nice_json }}"
+"""
+
+RETURN = r"""
+paths:
+  description: Absolute paths written.
+  type: list
+  elements: str
+  returned: success
+"""
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+    _requires_connection = False
+    _supports_check_mode = True
+
+    def run(self, tmp=None, task_vars=None):
+        result = super().run(tmp, task_vars)
+        args = self._task.args
+        target, files = args.get("dir"), args.get("files")
+        if not target or not isinstance(files, dict):
+            raise AnsibleActionFail("write_report needs 'dir' and a dict 'files'")
+        mode = int(str(args.get("mode", "0644")), 8)
+        target = os.path.abspath(os.path.expanduser(str(target)))
+        paths = []
+        try:
+            os.makedirs(target, exist_ok=True)
+            for name, content in files.items():
+                if os.path.basename(name) != name:
+                    raise AnsibleActionFail(f"file name must not contain a directory: {name}")
+                fd, tmp_path = tempfile.mkstemp(dir=target, prefix=f".{name}.")
+                with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                    handle.write(str(content))
+                os.chmod(tmp_path, mode)
+                os.replace(tmp_path, os.path.join(target, name))
+                paths.append(os.path.join(target, name))
+        except OSError as err:
+            raise AnsibleActionFail(f"cannot write the report in {target}: {err}") from err
+        result.update(changed=False, paths=paths)
+        return result

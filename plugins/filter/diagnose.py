@@ -1,0 +1,80 @@
+# -*- coding: utf-8 -*-
+# Copyright: qt-runbooks contributors; Apache-2.0
+"""Filters that turn check results into the diagnosis (logic in module_utils/verdict.py)."""
+from __future__ import annotations
+
+from ansible_collections.quantum.runbooks.plugins.module_utils.dotenv import effective_values
+from ansible_collections.quantum.runbooks.plugins.module_utils.trace import timeline
+from ansible_collections.quantum.runbooks.plugins.module_utils.verdict import STEPS, decide
+
+DOCUMENTATION = r"""
+name: diagnose_verdict
+short_description: The "Execution Stuck" verdict from the four checks' results
+version_added: "0.1.0"
+description:
+  - Applies the documented precedence (most upstream cause wins) to the findings of
+    the executor, Binance, event-bus and trace checks.
+options:
+  _input:
+    description: Dict with keys C(executor), C(binance), C(event_bus), C(trace) (each a check result).
+    type: dict
+    required: true
+  thresholds:
+    description: Overrides of the default thresholds.
+    type: dict
+  inventory:
+    description: Inventory path used in the recommended command line.
+    type: str
+"""
+
+
+def diagnose_verdict(checks, thresholds=None, inventory="inventory/lab.yml"):
+    return decide(checks or {}, thresholds or {}, inventory)
+
+
+def dotenv_values(text, keys=None):
+    """Effective values of a .env file's text (last assignment wins, as in compose)."""
+    return effective_values(text or "", keys)
+
+
+def container_env(env_list, keys):
+    """Selected variables from a container's Config.Env list (never the whole env: it holds secrets)."""
+    pairs = (item.split("=", 1) for item in env_list or [] if "=" in item)
+    return {k: v for k, v in pairs if k in keys}
+
+
+def env_drift(dotenv, running):
+    """Settings whose value in .env differs from the running container's (a rollback not applied)."""
+    def norm(value):
+        return str(value).strip().lower()
+    return [{"key": k, "dotenv": dotenv[k], "running": running[k]}
+            for k in sorted(set(dotenv or {}) & set(running or {})) if norm(dotenv[k]) != norm(running[k])]
+
+
+def check_summaries(results, findings, started_at):
+    """Per check: status, the runbook step, its evidence (the raw result) and how long it took."""
+    out, previous = {}, float(started_at)
+    for name in ("executor", "binance", "event_bus", "trace"):
+        result = results.get(name)
+        if not result:
+            out[name] = {"status": "skipped", "step": STEPS[name], "evidence": None, "duration_s": None}
+            continue
+        finished = float(result.get("finished_at") or previous)
+        codes = [f["code"] for f in findings if f["check"] == name]
+        status = "error" if result.get("check_error") else "finding" if codes else "ok"
+        out[name] = {"status": status, "step": STEPS[name], "findings": codes,
+                     "duration_s": round(max(finished - previous, 0.0), 2),
+                     "evidence": {k: v for k, v in result.items() if k != "finished_at"}}
+        previous = finished
+    return out
+
+
+def correlation_timeline(events_by_service, correlation_id):
+    return timeline(events_by_service, correlation_id)
+
+
+class FilterModule:
+    def filters(self):
+        return {"diagnose_verdict": diagnose_verdict, "dotenv_values": dotenv_values,
+                "container_env": container_env, "env_drift": env_drift,
+                "correlation_timeline": correlation_timeline, "check_summaries": check_summaries}

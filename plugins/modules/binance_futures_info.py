@@ -1,0 +1,712 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: qt-runbooks contributors; Apache-2.0
+"""Read-only health probe of a Binance USD-M futures endpoint: reachability, clock, key, open orders."""
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: binance_futures_info
+short_description: Probe a Binance USD-M futures endpoint (reachability, clock, credentials, stuck orders)
+version_added: "0.1.0"
+description:
+  - Answers the "Execution Stuck" runbook's exchange-side questions without changing anything.
+  - C(time) probes C(GET {futures_url}/v1/time) from the Ansible target with the standard library and reports
+    reachability (timeout, refused, DNS, TLS, HTTP), latency, the clock offset to the exchange, the used request
+    weight and the rate-limit state (C(429) rate limited, C(418) IP banned).
+  - With O(container), the same probe also runs inside that container (C(docker exec -i <container> python3 -)
+    fed with the probe's source; the container needs only C(python3)). Comparing both answers tells whether the
+    network path from the container is the problem (RV(path_finding)). No credential is sent to the container.
+  - C(account) calls C(futures_account) (signed, weight 5) and classifies the answer (accepted, key rejected,
+    clock skew, rate limited, banned, unreachable).
+  - C(open_orders) calls C(futures_get_open_orders) for all symbols (signed, weight 40) and reports orders
+    resting longer than O(stuck_after_s), split into the executor's own orders (client order id starting with
+    O(client_order_prefix)) and foreign ones (for example a human's manual order). Ages are measured on the
+    exchange's clock, so a skewed local clock does not distort them.
+  - The signed checks are skipped when the time probe answered C(418) or C(429) (another request would only
+    make the ban longer) or when no key is given, and not attempted when the time probe got no HTTP answer.
+  - Read-only, C(changed) is always false; supports check mode (runs the same read-only probes).
+  - Bounded; every network call carries O(timeout) and the module returns within about
+    3 x O(timeout) + 5 seconds even when the exchange holds requests unanswered.
+  - Exchange and container failures are reported as data; the module fails only on bad arguments or a missing
+    Python library. The key, the secret and request signatures never appear in results or messages.
+options:
+  futures_url:
+    description:
+      - Base URL of the USD-M futures REST API, ending in C(/fapi) (for example C(http://127.0.0.1:18081/fapi) for
+        the lab simulator's testnet personality).
+      - Default is python-binance's URL for the personality, C(https://fapi.binance.com/fapi) or, with
+        O(testnet=true), C(https://testnet.binancefuture.com/fapi).
+    type: str
+  testnet:
+    description:
+      - Build the python-binance client with C(testnet=True) (the executor's C(BINANCE_USE_TESTNET)).
+      - Reported as RV(personality).
+    type: bool
+    default: false
+  api_key:
+    description:
+      - API key for the signed checks. If not set, the environment variable E(BINANCE_API_KEY) is used.
+      - Without a key and a secret, C(account) and C(open_orders) are skipped.
+    type: str
+  api_secret:
+    description:
+      - API secret (HMAC-SHA256) for the signed checks. If not set, the environment variable E(BINANCE_API_SECRET)
+        is used.
+    type: str
+  timeout:
+    description: Seconds allowed for each network call (connect and read).
+    type: float
+    default: 5
+  checks:
+    description:
+      - Which checks to run.
+      - The target-side time probe also runs when C(account) or C(open_orders) is selected (it guards them and
+        gives the exchange clock for order ages) or when O(container) is set (path finding).
+    type: list
+    elements: str
+    choices: [time, account, open_orders]
+    default: [time, account, open_orders]
+  stuck_after_s:
+    description: An open order older than this many seconds (exchange clock) counts as stuck.
+    type: int
+    default: 300
+  client_order_prefix:
+    description:
+      - Client order ids starting with this prefix are the executor's own orders (its C(EXECUTOR_CLIENT_ORDER_PREFIX)).
+      - Orders without it are foreign (for example a human's manual order).
+    type: str
+    default: qtx-
+  container:
+    description:
+      - Name or ID of a running container (for example C(quantum_auto_executor)) from which C(/v1/time) is
+        probed too, as that container sees the exchange.
+      - Needs the C(docker) CLI on the Ansible target and C(python3) in the container.
+    type: str
+  container_futures_url:
+    description:
+      - The futures base URL as the container sees it (for example C(http://binance-sim:8081/fapi)).
+      - Default is the URL used on the target (O(futures_url) or the personality's default).
+    type: str
+  max_orders:
+    description: At most this many open orders (oldest first) are returned in RV(open_orders.orders); counts cover all.
+    type: int
+    default: 50
+requirements:
+  - python-binance (tested with 1.0.37)
+  - requests
+  - docker CLI on the target, only when O(container) is set
+notes:
+  - C(open_orders) without a symbol costs request weight 40; C(account) costs 5; the time probe 1.
+  - Check mode runs the same read-only calls.
+seealso:
+  - name: Binance USD-M futures general info (limits, error codes)
+    description: HTTP 429, 418, Retry-After and the C(X-MBX-USED-WEIGHT-1M) header.
+    link: https://developers.binance.com/docs/derivatives/usds-margined-futures/general-info
+author:
+  - qt-runbooks contributors
+"""
+
+EXAMPLES = r"""
+- name: Probe the lab simulator (testnet personality) from the host and from the executor container
+  quantum.runbooks.binance_futures_info:
+    futures_url: http://127.0.0.1:18081/fapi
+    testnet: true
+    api_key: "{{ lab_binance_api_key }}"
+    api_secret: "{{ lab_binance_api_secret }}"
+    container: quantum_auto_executor
+    container_futures_url: http://binance-sim:8081/fapi
+    timeout: 3
+  register: exchange
+
+- name: Stop when the exchange refuses the key
+  ansible.builtin.assert:
+    that: exchange.account.status != 'rejected'
+    fail_msg: "Binance rejects the key ({{ exchange.account.error_code }}): {{ exchange.account.error_msg }}"
+
+- name: Only the unsigned probe (no key needed, weight 1)
+  quantum.runbooks.binance_futures_info:
+    testnet: true
+    checks: [time]
+  register: exchange_time
+
+- name: Stuck orders, key from BINANCE_API_KEY / BINANCE_API_SECRET in the environment
+  quantum.runbooks.binance_futures_info:
+    futures_url: "{{ binance_futures_url }}"
+    checks: [open_orders]
+    stuck_after_s: 300
+    client_order_prefix: qtx-
+  register: orders
+"""
+
+RETURN = r"""
+endpoint:
+  description: The futures base URL probed from the target.
+  type: str
+  returned: always
+  sample: http://127.0.0.1:18081/fapi
+personality:
+  description: C(testnet) when O(testnet=true), else C(mainnet).
+  type: str
+  returned: always
+  sample: testnet
+host:
+  description:
+    - Result of C(GET /v1/time) from the Ansible target, or null when no check needed it.
+  type: dict
+  returned: always
+  contains:
+    url:
+      description: The URL requested.
+      type: str
+    reachable:
+      description: Whether any HTTP answer arrived (a 418 or 429 counts).
+      type: bool
+    error_kind:
+      description: Null, or one of C(timeout), C(refused), C(dns), C(tls), C(http) (non-2xx answer), C(other).
+      type: str
+    error:
+      description: Short description of the failure, or null.
+      type: str
+    http_status:
+      description: HTTP status of the answer, or null.
+      type: int
+    latency_ms:
+      description: Round-trip time in milliseconds.
+      type: float
+    server_time_ms:
+      description: The exchange's C(serverTime).
+      type: int
+    local_time_ms:
+      description: Local wall clock at the midpoint of the request.
+      type: int
+    clock_offset_ms:
+      description: Exchange time minus local time at the midpoint of the request (positive = exchange ahead).
+      type: int
+    used_weight_1m:
+      description: Value of the C(X-MBX-USED-WEIGHT-1M) header.
+      type: int
+    retry_after_s:
+      description: Value of the C(Retry-After) header.
+      type: int
+    error_code:
+      description: Binance error code from the JSON body of a non-2xx answer.
+      type: int
+    error_msg:
+      description: Binance error message from the JSON body of a non-2xx answer.
+      type: str
+    rate_limit:
+      description: C(ok), C(rate_limited) (HTTP 429) or C(ip_banned) (HTTP 418); null without an answer.
+      type: str
+  sample:
+    url: http://127.0.0.1:18081/fapi/v1/time
+    reachable: true
+    error_kind: null
+    http_status: 200
+    latency_ms: 2.1
+    server_time_ms: 1795838046600
+    clock_offset_ms: 3
+    used_weight_1m: 1
+    retry_after_s: null
+    rate_limit: ok
+container:
+  description:
+    - The same probe run inside O(container) against O(container_futures_url); null when O(container) is not set
+      or C(docker exec) itself failed (see RV(container_error)).
+  type: dict
+  returned: always
+container_error:
+  description:
+    - Why the probe could not run in the container (not running, no such container, no C(python3), C(docker) CLI
+      missing, timed out). Data, not a module failure.
+  type: str
+  returned: when O(container) is set and C(docker exec) failed
+  sample: "docker exec exited 1: Error response from daemon: container abc is not running"
+path_finding:
+  description:
+    - C(both_ok), C(host_only) (the target gets an answer, the container does not), C(container_only),
+      C(neither), C(host_ok_container_not_checked), C(host_unreachable_container_not_checked);
+      null when no probe ran.
+    - Any HTTP answer counts as reachable, a 418 included.
+  type: str
+  returned: always
+  sample: host_only
+account:
+  description: Result of the signed C(futures_account) call.
+  type: dict
+  returned: always
+  contains:
+    status:
+      description:
+        - C(ok), C(rejected) (-2015, -2014, -1022), C(clock_skew) (-1021), C(rate_limited) (HTTP 429),
+          C(ip_banned) (HTTP 418), C(unreachable) (timeout or connection error), C(error) (anything else),
+          C(skipped).
+      type: str
+    reason:
+      description: Why the call was skipped or not attempted.
+      type: str
+    error_kind:
+      description: For C(unreachable), C(timeout), C(refused), C(dns), C(tls) or C(other).
+      type: str
+    http_status:
+      description: HTTP status of the answer.
+      type: int
+    error_code:
+      description: Binance error code.
+      type: int
+    error_msg:
+      description: Binance error message or exception text (credentials and signatures removed).
+      type: str
+    can_trade:
+      description: The account's C(canTrade) flag (status C(ok) only).
+      type: bool
+  sample: {"status": "rejected", "http_status": 401, "error_code": -2015,
+           "error_msg": "Invalid API-key, IP, or permissions for action.", "can_trade": null}
+open_orders:
+  description: Result of the signed C(futures_get_open_orders) call (all symbols).
+  type: dict
+  returned: always
+  contains:
+    status:
+      description: Same values as RV(account.status).
+      type: str
+    count:
+      description: Open orders.
+      type: int
+    own_count:
+      description: Open orders whose client order id starts with O(client_order_prefix).
+      type: int
+    foreign_count:
+      description: The other open orders.
+      type: int
+    stuck_count:
+      description: Open orders (own and foreign) older than O(stuck_after_s).
+      type: int
+    own_stuck_count:
+      description: Own open orders older than O(stuck_after_s).
+      type: int
+    oldest_age_s:
+      description: Age of the oldest open order in seconds, or null.
+      type: float
+    age_reference:
+      description: C(exchange) when ages use the exchange clock from the time probe, C(local) otherwise.
+      type: str
+    truncated:
+      description: Whether RV(open_orders.orders) was cut to O(max_orders).
+      type: bool
+    orders:
+      description: Open orders, oldest first, at most O(max_orders).
+      type: list
+      elements: dict
+      contains:
+        symbol: {description: Symbol., type: str}
+        orderId: {description: Exchange order id., type: int}
+        clientOrderId: {description: Client order id., type: str}
+        side: {description: BUY or SELL., type: str}
+        type: {description: Order type., type: str}
+        price: {description: Limit price (a string as Binance sends it)., type: str}
+        origQty: {description: Ordered quantity., type: str}
+        executedQty: {description: Filled quantity., type: str}
+        status: {description: Exchange status (NEW or PARTIALLY_FILLED)., type: str}
+        time: {description: Creation time in ms on the exchange clock., type: int}
+        age_s: {description: Age in seconds., type: float}
+        own: {description: Client order id starts with O(client_order_prefix)., type: bool}
+        stuck: {description: Older than O(stuck_after_s)., type: bool}
+  sample: {"status": "ok", "count": 2, "own_count": 1, "foreign_count": 1, "stuck_count": 1,
+           "own_stuck_count": 1, "oldest_age_s": 600.2, "age_reference": "exchange", "truncated": false,
+           "orders": [{"symbol": "BTCUSDT", "orderId": 1, "clientOrderId": "qtx-1", "side": "BUY",
+                       "type": "LIMIT", "price": "50000", "origQty": "0.01", "executedQty": "0",
+                       "status": "NEW", "time": 1795838046600, "age_s": 600.2, "own": true, "stuck": true}]}
+used_weight_1m:
+  description: Last C(X-MBX-USED-WEIGHT-1M) seen on the target side (time probe or signed calls).
+  type: int
+  returned: always
+  sample: 47
+retry_after_s:
+  description: Last C(Retry-After) seen on the target side, in seconds.
+  type: int
+  returned: always
+  sample: 30
+internal_error:
+  description: An unexpected error inside the module (a bug), reported instead of failing; credentials removed.
+  type: str
+  returned: only after an internal error
+"""
+
+import inspect
+import json
+import subprocess
+import threading
+import time
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.quantum.runbooks.plugins.module_utils import binance_probe
+from ansible_collections.quantum.runbooks.plugins.module_utils.binance_common import (
+    BINANCE_IMPORT_ERROR,
+    HAS_BINANCE,
+    HAS_REQUESTS,
+    REQUESTS_IMPORT_ERROR,
+    binance_argument_spec,
+    check_params,
+    futures_endpoint,
+    make_client,
+    redact,
+)
+
+try:
+    import requests
+    from binance.exceptions import BinanceAPIException, BinanceRequestException
+except ImportError:  # reported through HAS_BINANCE / HAS_REQUESTS
+    pass
+
+CHECKS = ["time", "account", "open_orders"]
+SIGNED = ("account", "open_orders")
+REJECTED_CODES = (-2015, -2014, -1022)
+ORDER_FIELDS = ("symbol", "orderId", "clientOrderId", "side", "type", "price", "origQty", "executedQty", "status",
+                "time")
+
+
+class CallOverrun(Exception):
+    """A call outlived its hard deadline (requests' timeout is per socket operation, not per call)."""
+
+
+def call_bounded(func, limit):
+    """Run func() in a daemon thread; its result, its exception, or CallOverrun after `limit` seconds."""
+    box = {}
+
+    def run():
+        try:
+            box["value"] = func()
+        except BaseException as exc:  # handed to the caller
+            box["error"] = exc
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(limit)
+    if worker.is_alive():
+        raise CallOverrun("no answer within %.1f s" % limit)
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+# ---------------------------------------------------------------- container probe
+
+def probe_source():
+    """binance_probe's source, also when Ansible runs the module from a zip (AnsiballZ)."""
+    try:
+        return inspect.getsource(binance_probe)
+    except (OSError, TypeError):
+        loader = getattr(binance_probe, "__loader__", None)
+        source = loader.get_source(binance_probe.__name__) if loader is not None else None
+        if not source:
+            raise
+        return source
+
+
+def probe_in_container(container, base_url, timeout):
+    """(probe dict, None) or (None, why docker exec failed). Only the URL and timeout go to the container."""
+    limit = timeout + 5
+    try:
+        script = binance_probe.container_script(probe_source(), base_url, timeout)
+    except Exception as exc:  # should not happen; reported, not raised
+        return None, "cannot read the probe's source: %s" % exc
+    cmd = ["docker", "exec", "-i", container, "python3", "-"]
+    try:
+        proc = subprocess.run(cmd, input=script, capture_output=True, text=True, timeout=limit)
+    except FileNotFoundError:
+        return None, "docker CLI not found on the target"
+    except subprocess.TimeoutExpired:
+        return None, "docker exec did not finish within %g s" % limit
+    except OSError as exc:
+        return None, "docker exec failed: %s" % exc
+    for line in reversed(proc.stdout.strip().splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                data = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(data, dict) and "reachable" in data:
+                return data, None
+    detail = (proc.stderr.strip() or proc.stdout.strip() or "no output")[-500:]
+    return None, "docker exec exited %d: %s" % (proc.returncode, detail)
+
+
+def path_finding(host, container, container_checked):
+    if host is None:
+        return None
+    host_ok = bool(host.get("reachable"))
+    if not container_checked:
+        return "host_ok_container_not_checked" if host_ok else "host_unreachable_container_not_checked"
+    container_ok = bool(container.get("reachable"))
+    if host_ok and container_ok:
+        return "both_ok"
+    if host_ok:
+        return "host_only"
+    if container_ok:
+        return "container_only"
+    return "neither"
+
+
+# ---------------------------------------------------------------- signed calls
+
+def blank(status=None, **extra):
+    out = {"status": status, "reason": None, "error_kind": None, "http_status": None, "error_code": None,
+           "error_msg": None}
+    out.update(extra)
+    return out
+
+
+def guard(host, params):
+    """A skipped/not-attempted result for the signed checks, or None when they may run."""
+    if not (params.get("api_key") and params.get("api_secret")):
+        return blank("skipped", reason="no api_key/api_secret (options or BINANCE_API_KEY/BINANCE_API_SECRET)")
+    if host is None:
+        return None
+    retry = host.get("retry_after_s")
+    wait = " (Retry-After %s s)" % retry if retry is not None else ""
+    if host.get("rate_limit") == "ip_banned":
+        return blank("skipped", http_status=418, error_code=host.get("error_code"),
+                     reason="GET /v1/time answered HTTP 418, IP banned%s: a signed call would extend the ban" % wait)
+    if host.get("rate_limit") == "rate_limited":
+        return blank("skipped", http_status=429, error_code=host.get("error_code"),
+                     reason="GET /v1/time answered HTTP 429, rate limited%s: a signed call would risk an IP ban"
+                     % wait)
+    if not host.get("reachable"):
+        return blank("unreachable", error_kind=host.get("error_kind"),
+                     reason="not attempted: GET /v1/time got no HTTP answer (%s)" % host.get("error_kind"))
+    return None
+
+
+def connection_kind(exc):
+    if isinstance(exc, requests.exceptions.SSLError):
+        return "tls"
+    text = str(exc).lower()
+    if "refused" in text:
+        return "refused"
+    if "resolve" in text or "name or service" in text or "nodename" in text or "getaddrinfo" in text:
+        return "dns"
+    if "timed out" in text:
+        return "timeout"
+    return "other"
+
+
+class Tracker:
+    """Last X-MBX-USED-WEIGHT-1M / Retry-After seen on the target side."""
+
+    def __init__(self):
+        self.used_weight_1m = None
+        self.retry_after_s = None
+
+    def see(self, headers=None, probe=None):
+        if probe is not None:
+            weight, retry = probe.get("used_weight_1m"), probe.get("retry_after_s")
+        elif headers is not None:
+            weight = binance_probe.to_number(binance_probe.header_value(headers, "X-MBX-USED-WEIGHT-1M"))
+            retry = binance_probe.to_number(binance_probe.header_value(headers, "Retry-After"))
+        else:
+            return
+        if weight is not None:
+            self.used_weight_1m = weight
+        if retry is not None:
+            self.retry_after_s = retry
+
+
+def signed_call(client, func, timeout, secrets, tracker):
+    """(result dict, payload or None) for one python-binance call; never raises."""
+    try:
+        payload = call_bounded(func, timeout + 1)
+    except CallOverrun as exc:
+        return blank("unreachable", error_kind="timeout", error_msg=str(exc)), None
+    except BinanceAPIException as exc:
+        response = getattr(exc, "response", None)
+        tracker.see(headers=getattr(response, "headers", None))
+        status_code = getattr(exc, "status_code", None)
+        code = getattr(exc, "code", None)
+        if status_code == 418:
+            status = "ip_banned"
+        elif status_code == 429:
+            status = "rate_limited"
+        elif code in REJECTED_CODES:
+            status = "rejected"
+        elif code == -1021:
+            status = "clock_skew"
+        else:
+            status = "error"
+        return blank(status, http_status=status_code, error_code=code,
+                     error_msg=redact(getattr(exc, "message", None) or exc, secrets)), None
+    except requests.exceptions.Timeout as exc:
+        return blank("unreachable", error_kind="timeout", error_msg=redact(exc, secrets)), None
+    except requests.exceptions.ConnectionError as exc:
+        return blank("unreachable", error_kind=connection_kind(exc), error_msg=redact(exc, secrets)), None
+    except BinanceRequestException as exc:
+        return blank("error", error_msg=redact(getattr(exc, "message", None) or exc, secrets)), None
+    except Exception as exc:  # requests' other errors, a library bug: data, not a module failure
+        return blank("error", error_msg=redact("%s: %s" % (type(exc).__name__, exc), secrets)), None
+    response = getattr(client, "response", None)
+    tracker.see(headers=getattr(response, "headers", None))
+    return blank("ok", http_status=getattr(response, "status_code", None)), payload
+
+
+def summarize_orders(orders, now_ms, prefix, stuck_after_s, max_orders):
+    """Counts and the oldest-first list of open orders; ages in seconds against `now_ms` (exchange clock)."""
+    rows = []
+    for order in orders or []:
+        if not isinstance(order, dict):
+            continue
+        row = {name: order.get(name) for name in ORDER_FIELDS}
+        created = order.get("time")
+        row["age_s"] = round((now_ms - created) / 1000.0, 1) if isinstance(created, (int, float)) else None
+        row["own"] = bool(prefix) and str(order.get("clientOrderId") or "").startswith(prefix)
+        row["stuck"] = row["age_s"] is not None and row["age_s"] >= stuck_after_s
+        rows.append(row)
+    rows.sort(key=lambda r: -(r["age_s"] if r["age_s"] is not None else float("-inf")))
+    ages = [r["age_s"] for r in rows if r["age_s"] is not None]
+    return {
+        "count": len(rows),
+        "own_count": sum(r["own"] for r in rows),
+        "foreign_count": sum(not r["own"] for r in rows),
+        "stuck_count": sum(r["stuck"] for r in rows),
+        "own_stuck_count": sum(r["stuck"] and r["own"] for r in rows),
+        "oldest_age_s": max(ages) if ages else None,
+        "truncated": len(rows) > max_orders,
+        "orders": rows[:max_orders],
+    }
+
+
+def empty_orders(base):
+    base.update(count=None, own_count=None, foreign_count=None, stuck_count=None, own_stuck_count=None,
+                oldest_age_s=None, age_reference=None, truncated=False, orders=[])
+    return base
+
+
+# ---------------------------------------------------------------- the whole run
+
+def run_checks(params):
+    """Everything the module returns except `changed`; never raises for network or container trouble."""
+    secrets = [params.get("api_key"), params.get("api_secret")]
+    timeout = params["timeout"]
+    checks = params["checks"] or []
+    endpoint = futures_endpoint(params)
+    result = {
+        "endpoint": endpoint,
+        "personality": "testnet" if params["testnet"] else "mainnet",
+        "host": None,
+        "container": None,
+        "path_finding": None,
+        "account": blank("skipped", reason="not requested", can_trade=None),
+        "open_orders": empty_orders(blank("skipped", reason="not requested")),
+        "used_weight_1m": None,
+        "retry_after_s": None,
+    }
+    tracker = Tracker()
+
+    # The container probe runs alongside the target-side checks (it has its own bound: timeout + 5 s).
+    container_box = {}
+    container_thread = None
+    if params.get("container"):
+        container_url = (params.get("container_futures_url") or endpoint).rstrip("/")
+
+        def in_container():
+            container_box["result"] = probe_in_container(params["container"], container_url, timeout)
+
+        container_thread = threading.Thread(target=in_container, daemon=True)
+        container_thread.start()
+
+    host = None
+    if "time" in checks or any(c in checks for c in SIGNED) or params.get("container"):
+        host = binance_probe.probe_time(endpoint, timeout)
+        tracker.see(probe=host)
+    result["host"] = host
+
+    wanted = [c for c in SIGNED if c in checks]
+    if wanted:
+        skip = guard(host, params)
+        client = None
+        if skip is None:
+            try:
+                client = make_client(params)
+            except Exception as exc:  # bad URL template and the like
+                skip = blank("error", error_msg=redact("cannot build the client: %s" % exc, secrets))
+        for name in wanted:
+            if skip is not None:
+                out, payload = dict(skip), None
+            elif name == "account":
+                out, payload = signed_call(client, client.futures_account, timeout, secrets, tracker)
+            else:
+                out, payload = signed_call(client, client.futures_get_open_orders, timeout, secrets, tracker)
+            if name == "account":
+                out["can_trade"] = payload.get("canTrade") if isinstance(payload, dict) else None
+                result["account"] = out
+            else:
+                empty_orders(out)
+                if out["status"] == "ok":
+                    offset = host.get("clock_offset_ms") if host else None
+                    now_ms = time.time() * 1000 + (offset or 0)
+                    out.update(summarize_orders(payload if isinstance(payload, list) else [], now_ms,
+                                                params["client_order_prefix"], params["stuck_after_s"],
+                                                params["max_orders"]))
+                    out["age_reference"] = "exchange" if offset is not None else "local"
+                result["open_orders"] = out
+            # Do not make a ban longer, do not wait twice for a hanging exchange.
+            if skip is None and out["status"] in ("rate_limited", "ip_banned"):
+                skip = blank("skipped", http_status=out["http_status"], error_code=out["error_code"],
+                             reason="previous signed call answered HTTP %s (%s)" % (out["http_status"], out["status"]))
+            elif skip is None and out["status"] == "unreachable" and out["error_kind"] == "timeout":
+                skip = blank("unreachable", error_kind="timeout",
+                             reason="not attempted: previous signed call timed out")
+
+    if container_thread is not None:
+        container_thread.join(timeout + 6)
+        probe, error = container_box.get("result", (None, "docker exec did not finish in time"))
+        result["container"] = probe
+        if error:
+            result["container_error"] = redact(error, secrets)
+    result["path_finding"] = path_finding(host, result["container"], result["container"] is not None)
+    result["used_weight_1m"] = tracker.used_weight_1m
+    result["retry_after_s"] = tracker.retry_after_s
+    return result
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=binance_argument_spec(
+            checks=dict(type="list", elements="str", choices=CHECKS, default=list(CHECKS)),
+            stuck_after_s=dict(type="int", default=300),
+            client_order_prefix=dict(type="str", default="qtx-"),
+            container=dict(type="str"),
+            container_futures_url=dict(type="str"),
+            max_orders=dict(type="int", default=50),
+        ),
+        supports_check_mode=True,
+    )
+    if not HAS_REQUESTS:
+        module.fail_json(msg=missing_required_lib("requests"), exception=REQUESTS_IMPORT_ERROR)
+    if not HAS_BINANCE:
+        module.fail_json(msg=missing_required_lib("python-binance"), exception=BINANCE_IMPORT_ERROR)
+    p = module.params
+    problem = check_params(p)
+    if problem is None and p["stuck_after_s"] < 0:
+        problem = "stuck_after_s must be >= 0"
+    if problem is None and p["max_orders"] < 0:
+        problem = "max_orders must be >= 0"
+    url = p.get("container_futures_url")
+    if problem is None and url and not url.lower().startswith(("http://", "https://")):
+        problem = "container_futures_url must be an http:// or https:// URL (ending in /fapi)"
+    if problem is not None:
+        module.fail_json(msg=problem)
+
+    secrets = [p.get("api_key"), p.get("api_secret")]
+    try:
+        result = run_checks(p)
+    except Exception as exc:  # a bug here must not leak credentials or hide the probe's data
+        module.exit_json(changed=False, endpoint=futures_endpoint(p), internal_error=redact(
+            "%s: %s" % (type(exc).__name__, exc), secrets), traceback=redact(traceback.format_exc(), secrets))
+    module.exit_json(changed=False, **result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,355 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: qt-runbooks contributors; Apache-2.0
+"""Report Redis streams and consumer groups (length, ages, pending, lag, idle consumers)."""
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: redis_stream_info
+short_description: Report Redis streams, consumer groups, pending entries, lag and idle consumers
+version_added: "0.1.0"
+description:
+  - Connects to Redis and reports, for each stream in O(streams), its length, the first and
+    last entry ids and their ages, and for every consumer group the consumers, pending
+    entries, lag and consumers idle for longer than O(idle_after_ms) (C(XINFO STREAM),
+    C(XINFO GROUPS), C(XINFO CONSUMERS)).
+  - Ages compare the millisecond part of entry ids with Redis C(TIME), the server's clock,
+    so a skewed clock on the control node does not distort them.
+  - Without O(url), Redis is reached like the runbook does from inside Docker, at the IP
+    of container O(container) on its first network, port O(port); no published port needed.
+  - Redis down, container stopped or missing, connection refused or timed out are
+    B(results) (RV(reachable=false), RV(error)), not task failures, so a diagnosis can go on.
+    The module fails only on bad arguments or a missing Python library.
+  - Every network call is bounded by O(timeout).
+  - Read-only (never writes to Redis); supports check mode; never changed.
+options:
+  url:
+    description:
+      - Redis URL, for example V(redis://127.0.0.1:16379/0) (V(redis://), V(rediss://) or V(unix://)).
+      - A password in the URL is masked in every result.
+      - When set, O(container) and O(port) are ignored.
+    type: str
+  container:
+    description:
+      - Name or ID of the Redis container, used when O(url) is not set.
+      - The URL becomes V(redis://<container IP on its first network>:<port>/0).
+    type: str
+    default: quantum_redis
+  port:
+    description: Redis port inside the container (O(container) mode only).
+    type: int
+    default: 6379
+  streams:
+    description: Stream keys to report.
+    type: list
+    elements: str
+    default: [quantum:stream:intent, quantum:stream:execution]
+  idle_after_ms:
+    description:
+      - A consumer counts as idle when its C(XINFO CONSUMERS) C(idle) time exceeds this many milliseconds.
+    type: int
+    default: 30000
+  timeout:
+    description: Seconds for each socket connect and read to Redis, and for each Docker API call.
+    type: float
+    default: 3
+  docker_host:
+    description: Docker daemon URL (O(container) mode only).
+    type: str
+    default: unix:///var/run/docker.sock
+requirements:
+  - redis (Python library, redis-py) >= 4
+  - docker (Python SDK) >= 7, only when O(url) is not set
+notes:
+  - C(lag) comes from C(XINFO GROUPS) (Redis >= 7). Redis returns it as null after C(XDEL) or
+    for a group created at an arbitrary id; then the entries after the group's last-delivered
+    id are counted (up to 1000) and C(lag_source) is V(counted). If even that is not
+    possible, C(lag) stays null and C(lag_source) is null.
+  - C(inactive_ms) exists from Redis 7.2 on; it is null on older servers.
+seealso:
+  - module: quantum.runbooks.container_logs
+author:
+  - qt-runbooks contributors
+"""
+
+EXAMPLES = r"""
+- name: Streams and the executor group, reached through the quantum_redis container
+  quantum.runbooks.redis_stream_info:
+  register: bus
+
+- name: Event bus down?
+  ansible.builtin.debug:
+    msg: "EVENT_BUS_DOWN: {{ bus.error }}"
+  when: not bus.reachable
+
+- name: Executor group lag and idle consumers
+  ansible.builtin.debug:
+    msg: >-
+      lag={{ group.lag }} pending={{ group.pending }} idle={{ group.idle_consumers }}
+      last intent {{ bus.streams['quantum:stream:intent'].last_age_s }} s ago
+  vars:
+    group: "{{ bus.streams['quantum:stream:intent'].groups | selectattr('name', '==', 'executor') | first }}"
+  when: bus.reachable
+
+- name: Through the published port, a consumer idle after 15 s, 1 s timeout
+  quantum.runbooks.redis_stream_info:
+    url: redis://127.0.0.1:16379/0
+    streams:
+      - quantum:stream:intent
+    idle_after_ms: 15000
+    timeout: 1
+"""
+
+RETURN = r"""
+reachable:
+  description: Whether Redis answered (even with an error such as an authentication failure).
+  type: bool
+  returned: always
+  sample: true
+ping:
+  description: Whether C(PING) returned C(PONG).
+  type: bool
+  returned: always
+  sample: true
+error:
+  description: One line saying what went wrong (container, Docker, connection, timeout, command), null when fine.
+  type: str
+  returned: always
+  sample: "cannot reach Redis at redis://172.18.0.2:6379/0: TimeoutError: Timeout reading from socket"
+target:
+  description: The Redis URL used, password masked; null when it could not be determined.
+  type: str
+  returned: always
+  sample: redis://172.18.0.2:6379/0
+container_state:
+  description:
+    - Docker state of O(container) (V(running), V(exited), V(paused), ...) or V(missing).
+    - Null when Docker could not be asked.
+  type: str
+  returned: when O(url) is not set
+  sample: running
+redis_version:
+  description: C(redis_version) from C(INFO server).
+  type: str
+  returned: always (null when not reachable)
+  sample: "7.0.15"
+streams:
+  description: One entry per requested stream, keyed by stream name. Empty when Redis is not reachable.
+  type: dict
+  returned: always
+  contains:
+    exists:
+      description: Whether the key exists.
+      type: bool
+    type:
+      description: Redis type of the key (V(stream) normally), null when it does not exist.
+      type: str
+    error:
+      description: Set when the key exists but is not a stream.
+      type: str
+    length:
+      description: C(XLEN).
+      type: int
+    first_id:
+      description: Id of the oldest entry, null when empty.
+      type: str
+    first_age_s:
+      description: Seconds between the oldest entry's id time and Redis C(TIME).
+      type: float
+    last_id:
+      description: Id of the newest entry, null when empty.
+      type: str
+    last_age_s:
+      description: Seconds between the newest entry's id time and Redis C(TIME).
+      type: float
+    last_generated_id:
+      description: Last id the stream generated (stays after entries are deleted).
+      type: str
+    groups:
+      description: Consumer groups (C(XINFO GROUPS)).
+      type: list
+      elements: dict
+      contains:
+        name:
+          description: Group name.
+          type: str
+        consumers:
+          description: Number of consumers.
+          type: int
+        pending:
+          description: Entries delivered but not acknowledged (PEL size).
+          type: int
+        lag:
+          description: Entries not yet delivered to the group; null when unknown (see notes).
+          type: int
+        lag_source:
+          description: V(xinfo) (Redis reported it), V(counted) (counted by this module) or null (unknown).
+          type: str
+        last_delivered_id:
+          description: Id of the last entry delivered to the group.
+          type: str
+        entries_read:
+          description: Logical read counter of the group (Redis >= 7), may be null.
+          type: int
+        idle_consumers:
+          description: How many consumers have C(idle_ms) greater than O(idle_after_ms).
+          type: int
+        consumer_details:
+          description:
+            - Per consumer C(name), C(pending), C(idle_ms), C(inactive_ms) (Redis >= 7.2, else null)
+              and C(idle) (C(idle_ms) > O(idle_after_ms)).
+          type: list
+          elements: dict
+  sample:
+    "quantum:stream:intent":
+      exists: true
+      type: stream
+      error: null
+      length: 812
+      first_id: "1795838000000-0"
+      first_age_s: 1624.1
+      last_id: "1795839622000-0"
+      last_age_s: 2.1
+      last_generated_id: "1795839622000-0"
+      groups:
+        - name: executor
+          consumers: 1
+          pending: 0
+          lag: 0
+          lag_source: xinfo
+          last_delivered_id: "1795839622000-0"
+          entries_read: 812
+          idle_consumers: 0
+          consumer_details:
+            - {name: auto-executor-3f2a, pending: 0, idle_ms: 1200, inactive_ms: null, idle: false}
+"""
+
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.quantum.runbooks.plugins.module_utils.redis_streams import (
+    DEFAULT_IDLE_AFTER_MS,
+    DEFAULT_STREAMS,
+    ContainerUnavailable,
+    mask_url,
+    one_line,
+    probe,
+    resolve_container_url,
+    url_password,
+)
+
+try:
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+    HAS_REDIS = True
+    REDIS_IMPORT_ERROR = None
+except ImportError:
+    HAS_REDIS = False
+    REDIS_IMPORT_ERROR = traceback.format_exc()
+
+try:
+    import docker
+    from docker.errors import DockerException
+    HAS_DOCKER = True
+    DOCKER_IMPORT_ERROR = None
+except ImportError:
+    HAS_DOCKER = False
+    DOCKER_IMPORT_ERROR = traceback.format_exc()
+
+ARGUMENT_SPEC = dict(
+    url=dict(type="str"),
+    container=dict(type="str", default="quantum_redis"),
+    port=dict(type="int", default=6379),
+    streams=dict(type="list", elements="str", default=list(DEFAULT_STREAMS)),
+    idle_after_ms=dict(type="int", default=DEFAULT_IDLE_AFTER_MS),
+    timeout=dict(type="float", default=3.0),
+    docker_host=dict(type="str", default="unix:///var/run/docker.sock"),
+)
+
+
+def redis_client(url, timeout):
+    """A client that never retries and bounds every connect and read by ``timeout``."""
+    return redis.Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_connect_timeout=timeout,
+        socket_timeout=timeout,
+        retry_on_timeout=False,
+        retry=Retry(NoBackoff(), 0),
+        health_check_interval=0,
+    )
+
+
+def container_target(params):
+    """(url, container_state, error) for O(container) mode; never raises."""
+    try:
+        client = docker.DockerClient(base_url=params["docker_host"], timeout=params["timeout"])
+    except DockerException as err:
+        return None, None, one_line(f"cannot reach Docker at {params['docker_host']}: {err}")
+    try:
+        url = resolve_container_url(params["container"], params["port"], client)
+        return url, "running", None
+    except ContainerUnavailable as err:
+        return None, err.state, one_line(str(err))
+    except (DockerException, OSError) as err:
+        return None, None, one_line(f"cannot inspect container {params['container']} "
+                                    f"via {params['docker_host']}: {err}")
+    finally:
+        client.close()
+
+
+def run(params):
+    """The module's result (without ``changed``) for validated ``params``."""
+    result = {"reachable": False, "ping": False, "error": None, "target": None,
+              "redis_version": None, "streams": {}}
+    url = params["url"]
+    if not url:
+        url, state, error = container_target(params)
+        result["container_state"] = state
+        if error:
+            result["error"] = error
+            return result
+    target = mask_url(url)
+    result["target"] = target
+    client = redis_client(url, params["timeout"])
+    try:
+        result.update(probe(client, params["streams"], params["idle_after_ms"], target=target))
+    finally:
+        client.close()
+    return result
+
+
+def main():
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    p = module.params
+    if not HAS_REDIS:
+        module.fail_json(msg=missing_required_lib("redis"), exception=REDIS_IMPORT_ERROR)
+    if not p["url"] and not HAS_DOCKER:
+        module.fail_json(msg=missing_required_lib("docker") + " (needed when url is not set)",
+                         exception=DOCKER_IMPORT_ERROR)
+    if p["timeout"] <= 0:
+        module.fail_json(msg=f"timeout must be > 0, got {p['timeout']}")
+    if p["idle_after_ms"] < 0:
+        module.fail_json(msg=f"idle_after_ms must be >= 0, got {p['idle_after_ms']}")
+    if not 0 < p["port"] < 65536:
+        module.fail_json(msg=f"port must be 1-65535, got {p['port']}")
+    if not p["streams"]:
+        module.fail_json(msg="streams must name at least one stream")
+    if p["url"]:
+        password = url_password(p["url"])
+        if password:
+            module.no_log_values.add(password)  # masks it in invocation and any message
+        try:
+            redis.connection.parse_url(p["url"])
+        except ValueError as err:
+            module.fail_json(msg=f"invalid url {mask_url(p['url'])}: {err}")
+    elif not p["container"]:
+        module.fail_json(msg="set url or container")
+    module.exit_json(changed=False, **run(p))
+
+
+if __name__ == "__main__":
+    main()
