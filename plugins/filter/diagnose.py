@@ -3,7 +3,6 @@
 """Filters that turn check results into the diagnosis (logic in module_utils/verdict.py)."""
 from __future__ import annotations
 
-from ansible_collections.quantum.runbooks.plugins.module_utils.dotenv import effective_values
 from ansible_collections.quantum.runbooks.plugins.module_utils.trace import timeline
 from ansible_collections.quantum.runbooks.plugins.module_utils.verdict import STEPS, decide
 
@@ -32,25 +31,6 @@ def diagnose_verdict(checks, thresholds=None, inventory="inventory/lab.yml"):
     return decide(checks or {}, thresholds or {}, inventory)
 
 
-def dotenv_values(text, keys=None):
-    """Effective values of a .env file's text (last assignment wins, as in compose)."""
-    return effective_values(text or "", keys)
-
-
-def container_env(env_list, keys):
-    """Selected variables from a container's Config.Env list (never the whole env: it holds secrets)."""
-    pairs = (item.split("=", 1) for item in env_list or [] if "=" in item)
-    return {k: v for k, v in pairs if k in keys}
-
-
-def env_drift(dotenv, running):
-    """Settings whose value in .env differs from the running container's (a rollback not applied)."""
-    def norm(value):
-        return str(value).strip().lower()
-    return [{"key": k, "dotenv": dotenv[k], "running": running[k]}
-            for k in sorted(set(dotenv or {}) & set(running or {})) if norm(dotenv[k]) != norm(running[k])]
-
-
 def check_summaries(results, findings, started_at):
     """Per check: status, the runbook step, its evidence (the raw result) and how long it took."""
     out, previous = {}, float(started_at)
@@ -75,6 +55,5 @@ def correlation_timeline(events_by_service, correlation_id):
 
 class FilterModule:
     def filters(self):
-        return {"diagnose_verdict": diagnose_verdict, "dotenv_values": dotenv_values,
-                "container_env": container_env, "env_drift": env_drift,
-                "correlation_timeline": correlation_timeline, "check_summaries": check_summaries}
+        return {"diagnose_verdict": diagnose_verdict, "correlation_timeline": correlation_timeline,
+                "check_summaries": check_summaries}

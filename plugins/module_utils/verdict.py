@@ -192,6 +192,18 @@ def trace_findings(trace, t):
                                                      for e in trace.get("timeline") or []], severity="info")]
 
 
+def _home_check(code):
+    """The check that observes a cause directly (its finding is listed first)."""
+    if code.startswith(("BINANCE_", "CLOCK_", "ORDERS_")):
+        return "binance"
+    return "event_bus" if code in ("EVENT_BUS_DOWN", "NO_SIGNALS") else "executor"
+
+
+def _rank(f):
+    order = PRECEDENCE.index(f["code"]) if f["code"] in PRECEDENCE else len(PRECEDENCE)
+    return order, f["check"] != _home_check(f["code"])
+
+
 def decide(checks, thresholds=None, inventory="inventory/lab.yml"):
     """All findings, the primary verdict and the recommended next step."""
     t = dict(DEFAULT_THRESHOLDS, **{k: v for k, v in (thresholds or {}).items() if v is not None})
@@ -206,8 +218,7 @@ def decide(checks, thresholds=None, inventory="inventory/lab.yml"):
     playbook, why = RECOMMENDED[primary]
     return {
         "primary": primary,
-        "findings": sorted(findings, key=lambda f: (PRECEDENCE.index(f["code"]) if f["code"] in PRECEDENCE
-                                                    else len(PRECEDENCE))),
+        "findings": sorted(findings, key=_rank),
         "missing_checks": missing,
         "recommended": {"action": why, "playbook": playbook.split()[0] if playbook else None,
                         "command": _PB.format(inventory=inventory, playbook=playbook) if playbook else None},

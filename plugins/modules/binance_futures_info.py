@@ -92,6 +92,26 @@ options:
     description: At most this many open orders (oldest first) are returned in RV(open_orders.orders); counts cover all.
     type: int
     default: 50
+  settings_from_container:
+    description:
+      - Take the trading settings from this running container's environment, as the executor really runs
+        (not from C(.env)): C(BINANCE_USE_TESTNET) sets the personality, C(BINANCE_FUTURES_URL) /
+        C(BINANCE_FUTURES_TESTNET_URL) set O(container_futures_url), and C(BINANCE_API_KEY) /
+        C(BINANCE_API_SECRET) are used when O(api_key) / O(api_secret) are not given. The keys stay inside
+        the module: they never become Ansible variables.
+      - The container is also probed from inside (as O(container)) when it is running.
+      - O(futures_url) / O(futures_testnet_url) still override the URL used on the target itself.
+    type: str
+  futures_testnet_url:
+    description:
+      - With O(settings_from_container), the target-side URL to use when the container runs in testnet mode
+        (O(futures_url) is used in mainnet mode).
+    type: str
+  dotenv_path:
+    description:
+      - Path of the compose project's C(.env) on the target. Its effective C(BINANCE_USE_TESTNET) and
+        C(PAPER_TRADING) are returned in RV(dotenv) and compared with the running container in RV(env_drift).
+    type: path
 requirements:
   - python-binance (tested with 1.0.37)
   - requests
@@ -331,6 +351,23 @@ internal_error:
   description: An unexpected error inside the module (a bug), reported instead of failing; credentials removed.
   type: str
   returned: only after an internal error
+running_env:
+  description: With O(settings_from_container), its C(BINANCE_USE_TESTNET) and C(PAPER_TRADING) (no keys).
+  type: dict
+  returned: when settings_from_container is set
+settings_container_state:
+  description: With O(settings_from_container), that container's state (C(running), C(exited), C(missing), ...).
+  type: str
+  returned: when settings_from_container is set
+dotenv:
+  description: Effective C(BINANCE_USE_TESTNET) and C(PAPER_TRADING) in O(dotenv_path) (last assignment wins).
+  type: dict
+  returned: when dotenv_path is set
+env_drift:
+  description: Settings whose C(.env) value differs from the running container's (a change not applied yet).
+  type: list
+  elements: dict
+  returned: when settings_from_container and dotenv_path are set
 """
 
 import inspect
@@ -354,6 +391,7 @@ from ansible_collections.quantum.runbooks.plugins.module_utils.binance_common im
     make_client,
     redact,
 )
+from ansible_collections.quantum.runbooks.plugins.module_utils.dotenv import effective_values
 
 try:
     import requests
@@ -671,6 +709,58 @@ def run_checks(params):
     return result
 
 
+MODE_KEYS = ("BINANCE_USE_TESTNET", "PAPER_TRADING")
+SETTING_KEYS = MODE_KEYS + ("BINANCE_FUTURES_URL", "BINANCE_FUTURES_TESTNET_URL",
+                            "BINANCE_API_KEY", "BINANCE_API_SECRET")
+
+
+def truthy(value):
+    return str(value).strip().lower() in ("true", "1", "yes")
+
+
+def container_settings(name):
+    """(state, {setting: value}) of a container, read with `docker inspect` (no exec into it)."""
+    res = subprocess.run(["docker", "inspect", "--format", "{{json .State.Status}} {{json .Config.Env}}", name],
+                         capture_output=True, text=True, timeout=15)
+    if res.returncode != 0:
+        return "missing", {}
+    state, _, env_json = res.stdout.strip().partition(" ")
+    pairs = (item.split("=", 1) for item in json.loads(env_json or "[]") if "=" in item)
+    return json.loads(state), {k: v for k, v in pairs if k in SETTING_KEYS}
+
+
+def apply_container_settings(module, p):
+    """Effective parameters from the running container; the extra results (no secrets) to return."""
+    state, env = container_settings(p["settings_from_container"])
+    for key in ("BINANCE_API_KEY", "BINANCE_API_SECRET"):
+        if env.get(key):
+            module.no_log_values.add(env[key])
+    testnet = truthy(env.get("BINANCE_USE_TESTNET", p["testnet"]))
+    url_key = "BINANCE_FUTURES_TESTNET_URL" if testnet else "BINANCE_FUTURES_URL"
+    effective = dict(p, testnet=testnet,
+                     api_key=p.get("api_key") or env.get("BINANCE_API_KEY"),
+                     api_secret=p.get("api_secret") or env.get("BINANCE_API_SECRET"),
+                     container_futures_url=p.get("container_futures_url") or env.get(url_key),
+                     container=p.get("container") or (p["settings_from_container"] if state == "running" else None))
+    effective["futures_url"] = (p.get("futures_testnet_url") if testnet else p.get("futures_url")) \
+        or effective["container_futures_url"]
+    return effective, {"settings_container_state": state,
+                       "running_env": {k: env[k] for k in MODE_KEYS if k in env}}
+
+
+def dotenv_settings(path):
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return effective_values(handle.read(), MODE_KEYS), None
+    except OSError as err:
+        return {}, "cannot read %s: %s" % (path, err.strerror)
+
+
+def env_drift(dotenv, running):
+    return [{"key": k, "dotenv": dotenv[k], "running": running[k]} for k in MODE_KEYS
+            if k in dotenv and k in running and dotenv[k].strip().lower() != running[k].strip().lower()]
+
+
 def main():
     module = AnsibleModule(
         argument_spec=binance_argument_spec(
@@ -680,6 +770,9 @@ def main():
             container=dict(type="str"),
             container_futures_url=dict(type="str"),
             max_orders=dict(type="int", default=50),
+            settings_from_container=dict(type="str"),
+            futures_testnet_url=dict(type="str"),
+            dotenv_path=dict(type="path"),
         ),
         supports_check_mode=True,
     )
@@ -688,6 +781,15 @@ def main():
     if not HAS_BINANCE:
         module.fail_json(msg=missing_required_lib("python-binance"), exception=BINANCE_IMPORT_ERROR)
     p = module.params
+    extra = {}
+    if p.get("settings_from_container"):
+        p, extra = apply_container_settings(module, p)
+    if p.get("dotenv_path"):
+        extra["dotenv"], dotenv_error = dotenv_settings(p["dotenv_path"])
+        if dotenv_error:
+            extra["dotenv_error"] = dotenv_error
+        if "running_env" in extra:
+            extra["env_drift"] = env_drift(extra["dotenv"], extra["running_env"])
     problem = check_params(p)
     if problem is None and p["stuck_after_s"] < 0:
         problem = "stuck_after_s must be >= 0"
@@ -705,7 +807,7 @@ def main():
     except Exception as exc:  # a bug here must not leak credentials or hide the probe's data
         module.exit_json(changed=False, endpoint=futures_endpoint(p), internal_error=redact(
             "%s: %s" % (type(exc).__name__, exc), secrets), traceback=redact(traceback.format_exc(), secrets))
-    module.exit_json(changed=False, **result)
+    module.exit_json(changed=False, **result, **extra)
 
 
 if __name__ == "__main__":

@@ -29,8 +29,8 @@ def test_submit_without_answer_names_the_response_as_missing():
 
 
 def test_gate_block_ends_the_path_before_submit():
-    t = timeline({"quantum_ai_engine": [ev("INTENT_PUBLISHED", 1)],
-                  "quantum_auto_executor": [ev("INTENT_RECEIVED", 2), ev("GATE_BLOCKED", 3, reason="KILL_SWITCH")]}, CID)
+    executor = [ev("INTENT_RECEIVED", 2), ev("GATE_BLOCKED", 3, reason="KILL_SWITCH")]
+    t = timeline({"quantum_ai_engine": [ev("INTENT_PUBLISHED", 1)], "quantum_auto_executor": executor}, CID)
     assert t["complete"] and t["ended_by"] == "blocked by the execution policy"
 
 
@@ -58,7 +58,7 @@ def _noisy_log(rng):
         lines.insert(rng.randrange(len(lines) + 1), b"2026-11-28T03:00:05.000000000Z " + j)
     blob = b"\n".join(lines) + b"\n"
     cut = sorted(rng.sample(range(1, len(blob)), 20))  # random Docker frame boundaries
-    return [blob[a:b] for a, b in zip([0] + cut, cut + [len(blob)])]
+    return [blob[a:b] for a, b in zip([0] + cut, cut + [len(blob)], strict=True)]
 
 
 def test_fuzzed_logs_still_trace_the_order():
