@@ -34,8 +34,8 @@ lab-down: venv  ## stop the lab
 
 demo: images  ## start the lab with FAULT (default executor_hang) and diagnose it
 	$(LABCTL) up $(call fault_args,$(or $(FAULT),executor_hang)) >/dev/null
-	ansible-playbook -i inventory/lab.yml playbooks/diagnose.yml
-	@echo; echo "Report: $$(ls -t reports/diagnose-*.md | head -1)"; \
+	ansible-playbook -i inventory/lab.yml diagnose.yml
+	@echo; echo "Report: $(CURDIR)/reports/lab/diagnosis-latest.md (and .json)"; \
 	 echo "The lab is still running with fault '$(or $(FAULT),executor_hang)'. Heal it: $(LABCTL) fault healthy; stop it: make lab-down"
 
 test: lint images  ## lint, pytest (unit + lab), molecule

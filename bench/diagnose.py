@@ -1,11 +1,15 @@
 #!/usr/bin/env python3
-"""Wall time and peak memory of `playbooks/diagnose.yml` against the runbook's
-hand-typed check 1, measured on the running lab in the same run.
+"""diagnose.yml against the runbook's own check commands (bench/runbook_checks.sh),
+on the running lab, in the same run: healthy and under binance_timeout.
 
-Prints ratios (playbook / baseline); no thresholds, no assertions.
-Usage: make bench   (or: .venv/bin/python bench/diagnose.py [--runs N])
+Prints wall-time ratios (playbook / script) and peak memory; no thresholds,
+no assertions. Targets (issue 4): <= 2.0x the script when healthy, <= 10 s
+under every fault (the script itself can hang there; it is cut at --cap s).
+
+Usage: make bench   (or: .venv/bin/python bench/diagnose.py [--runs N] [--cap S])
 """
 import argparse
+import resource
 import shlex
 import statistics
 import subprocess
@@ -14,51 +18,68 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-BASELINE = [  # runbook, check 1, as pasted by a human
-    "docker ps | grep quantum_auto_executor",
-    "docker logs quantum_auto_executor --tail 100 2>&1 | grep ORDER_",
-    "docker logs quantum_auto_executor --tail 200 2>&1 | grep GATE_BLOCKED",
-]
-PLAYBOOK = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "inventory/lab.yml", "playbooks/diagnose.yml"]
+LABCTL = [sys.executable, str(ROOT / "lab" / "labctl")]
+SCRIPT = ["bash", str(ROOT / "bench" / "runbook_checks.sh")]
+PLAYBOOK = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "inventory/lab.yml", "diagnose.yml",
+            "-e", "diagnose_report_dir=/tmp/qt-bench-reports"]
 
 
-def timed(fn):
+def wall(cmd, cap):
+    """Seconds the command took, or None when it was still running after `cap` seconds."""
     start = time.perf_counter()
-    fn()
+    try:
+        subprocess.run(cmd, cwd=ROOT, capture_output=True, timeout=cap)
+    except subprocess.TimeoutExpired:
+        return None
     return time.perf_counter() - start
 
 
-def run_baseline():
-    for line in BASELINE:
-        subprocess.run(line, shell=True, capture_output=True, cwd=ROOT)
-
-
-def run_playbook():
-    res = subprocess.run(PLAYBOOK, capture_output=True, cwd=ROOT)
-    if res.returncode:
-        sys.exit(f"diagnose.yml failed:\n{res.stdout.decode()[-2000:]}")
-
-
-def peak_rss_mb(shell_line):
-    """Peak RSS (MB) of the largest process a shell line starts, measured in a fresh child."""
-    code = ("import resource, subprocess, sys; subprocess.run(sys.argv[1], shell=True, capture_output=True); "
+def peak_rss_mb(cmd, cap):
+    """Peak RSS (MB) of the largest process the command starts, measured in a fresh child."""
+    code = ("import resource, subprocess, sys\n"
+            "try:\n    subprocess.run(sys.argv[2:], capture_output=True, timeout=float(sys.argv[1]))\n"
+            "except subprocess.TimeoutExpired:\n    pass\n"
             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
-    out = subprocess.run([sys.executable, "-c", code, shell_line], capture_output=True, text=True, cwd=ROOT)
+    out = subprocess.run([sys.executable, "-c", code, str(cap), *cmd], capture_output=True, text=True, cwd=ROOT)
     return int(out.stdout.strip()) / 1024  # Linux reports KiB
+
+
+def median(values):
+    done = [v for v in values if v is not None]
+    return statistics.median(done) if len(done) == len(values) else None
+
+
+def fmt(seconds, cap):
+    return f"{seconds:.2f}s" if seconds is not None else f"> {cap}s (still hanging, cut)"
+
+
+def bench(fault, runs, cap):
+    subprocess.run([*LABCTL, "fault", fault], check=True, capture_output=True)
+    script = median([wall(SCRIPT, cap) for _ in range(runs)])
+    play = median([wall(PLAYBOOK, cap) for _ in range(runs)])
+    ratio = f"{play / script:.1f}x" if script and play else "n/a (script did not finish)"
+    print(f"{fault:16} script {fmt(script, cap):>30}  diagnose.yml {fmt(play, cap):>10}  ratio {ratio}")
+    return play
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=3, help="runs per measurement (median)")
+    parser.add_argument("--cap", type=float, default=30, help="seconds after which a run is cut")
+    parser.add_argument("--faults", default="healthy,binance_timeout", help="comma-separated lab faults")
     args = parser.parse_args()
-    subprocess.run([sys.executable, str(ROOT / "lab" / "labctl"), "up"], check=True, capture_output=True)
-    base = [timed(run_baseline) for _ in range(args.runs)]
-    play = [timed(run_playbook) for _ in range(args.runs)]
-    b, p = statistics.median(base), statistics.median(play)
-    print(f"diagnose wall time: baseline (runbook check 1 by hand) {b:.2f}s, playbook {p:.2f}s, "
-          f"ratio {p / b:.1f}x  (median of {args.runs})")
-    mb, mp = peak_rss_mb("; ".join(BASELINE)), peak_rss_mb(shlex.join(PLAYBOOK))
-    print(f"peak memory: baseline {mb:.0f} MB, playbook {mp:.0f} MB, ratio {mp / mb:.1f}x")
+    print(f"median of {args.runs} runs; lab faults injected with lab/labctl; "
+          f"baseline: {shlex.join(SCRIPT[1:])}")
+    subprocess.run([*LABCTL, "up"], check=True, capture_output=True)
+    try:
+        for fault in args.faults.split(","):
+            bench(fault, args.runs, args.cap)
+        subprocess.run([*LABCTL, "fault", "healthy"], check=True, capture_output=True)
+        mb, mp = peak_rss_mb(SCRIPT, args.cap), peak_rss_mb(PLAYBOOK, args.cap)
+        print(f"peak memory (healthy): script {mb:.0f} MB, diagnose.yml {mp:.0f} MB, ratio {mp / mb:.1f}x")
+    finally:
+        subprocess.run([*LABCTL, "fault", "healthy"], capture_output=True)
+    print(f"(bench process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB)")
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ options:
     description: Also return every event carrying this correlation_id (within the lines read).
     type: str
   keep_last:
-    description: How many of the last order-related events to return.
+    description: How many of the last order-related events to return (0 = none).
     type: int
     default: 20
   docker_host:
@@ -102,6 +102,20 @@ recent_events:
   returned: when the container exists
 correlation_matches:
   description: Events with the requested correlation_id.
+  type: list
+  elements: dict
+  returned: when the container exists
+trailing_blocks:
+  description: C(GATE_BLOCKED) events since the last C(ORDER_SUBMIT) / C(WOULD_SUBMIT) (is everything blocked now?).
+  type: int
+  returned: when the container exists
+last_outcome:
+  description: The latest C(ORDER_RESPONSE) or C(ORDER_ERROR) event, or null.
+  type: dict
+  returned: when the container exists
+unanswered:
+  description: C(ORDER_SUBMIT) events with no C(ORDER_RESPONSE)/C(ORDER_ERROR) for the same correlation_id
+    in the lines read, with C(age_s) (at most 1000 kept).
   type: list
   elements: dict
   returned: when the container exists
