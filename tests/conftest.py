@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from sim_process import SimProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 # Import module_utils as Ansible does: ansible_collections.quantum.runbooks....
@@ -48,3 +49,19 @@ def lab_keys(lab):
             key, value = line.split("=", 1)
             values[key] = value
     return values
+
+
+@pytest.fixture(scope="module")
+def sim_server(tmp_path_factory):
+    """The Binance simulator as a local process (no lab needed)."""
+    server = SimProcess(tmp_path_factory.mktemp("binance_sim"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def sim(sim_server):
+    """The simulator, reset before and after the test (a reset also releases held requests)."""
+    assert sim_server.ctl("POST", "/_sim/reset")[0] == 200
+    yield sim_server
+    sim_server.ctl("POST", "/_sim/reset")

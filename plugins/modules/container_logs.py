@@ -122,20 +122,17 @@ unanswered:
 """
 
 import time
-import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
+from ansible_collections.quantum.runbooks.plugins.module_utils.docker_sdk import (
+    DOCKER_IMPORT_ERROR,
+    HAS_DOCKER,
+    DockerException,
+    NotFound,
+    docker_client,
+)
 from ansible_collections.quantum.runbooks.plugins.module_utils.log_events import LogSummary, iter_lines
-
-try:
-    import docker
-    from docker.errors import DockerException, NotFound
-    HAS_DOCKER = True
-    DOCKER_IMPORT_ERROR = None
-except ImportError:
-    HAS_DOCKER = False
-    DOCKER_IMPORT_ERROR = traceback.format_exc()
 
 
 def main():
@@ -155,7 +152,7 @@ def main():
         module.fail_json(msg=missing_required_lib("docker"), exception=DOCKER_IMPORT_ERROR)
     p = module.params
     try:
-        client = docker.DockerClient(base_url=p["docker_host"], timeout=p["timeout"])
+        client = docker_client(p["docker_host"], p["timeout"])
         container = client.containers.get(p["name"])
     except NotFound:
         module.exit_json(changed=False, exists=False)

@@ -229,6 +229,12 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
+from ansible_collections.quantum.runbooks.plugins.module_utils.docker_sdk import (
+    DOCKER_IMPORT_ERROR,
+    HAS_DOCKER,
+    DockerException,
+    docker_client,
+)
 from ansible_collections.quantum.runbooks.plugins.module_utils.redis_streams import (
     DEFAULT_IDLE_AFTER_MS,
     DEFAULT_STREAMS,
@@ -250,14 +256,6 @@ except ImportError:
     HAS_REDIS = False
     REDIS_IMPORT_ERROR = traceback.format_exc()
 
-try:
-    import docker
-    from docker.errors import DockerException
-    HAS_DOCKER = True
-    DOCKER_IMPORT_ERROR = None
-except ImportError:
-    HAS_DOCKER = False
-    DOCKER_IMPORT_ERROR = traceback.format_exc()
 
 ARGUMENT_SPEC = dict(
     url=dict(type="str"),
@@ -286,7 +284,7 @@ def redis_client(url, timeout):
 def container_target(params):
     """(url, container_state, error) for O(container) mode; never raises."""
     try:
-        client = docker.DockerClient(base_url=params["docker_host"], timeout=params["timeout"])
+        client = docker_client(params["docker_host"], params["timeout"])
     except DockerException as err:
         return None, None, one_line(f"cannot reach Docker at {params['docker_host']}: {err}")
     try:

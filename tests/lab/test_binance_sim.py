@@ -5,97 +5,14 @@ Starts lab/images/binance_sim/sim.py as a subprocess on free loopback ports; no 
 import http.client
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
-from pathlib import Path
 
 import pytest
 import requests
-from binance.client import Client
 from binance.exceptions import BinanceAPIException
-
-SIM = Path(__file__).resolve().parents[2] / "lab" / "images" / "binance_sim" / "sim.py"
-KEYS = {
-    "mainnet": ("mainKey0123456789abcdef", "main-secret-0123456789"),
-    "testnet": ("testKey0123456789abcdef", "test-secret-0123456789"),
-}
-NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Sim:
-    def __init__(self, tmp):
-        self.ports = {"mainnet": free_port(), "testnet": free_port(), "control": free_port()}
-        self.log = tmp / "sim.log"
-        env = {**os.environ, "SIM_BIND_HOST": "127.0.0.1", "SIM_MAINNET_PORT": str(self.ports["mainnet"]),
-               "SIM_TESTNET_PORT": str(self.ports["testnet"]), "SIM_CONTROL_PORT": str(self.ports["control"])}
-        for name, (key, secret) in KEYS.items():
-            env[f"SIM_{name.upper()}_API_KEY"], env[f"SIM_{name.upper()}_API_SECRET"] = key, secret
-        self.proc = subprocess.Popen([sys.executable, "-u", str(SIM)], env=env, stdout=self.log.open("w"),
-                                     stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                if self.ctl("GET", "/_sim/healthz")[0] == 200:
-                    return
-            except OSError:
-                time.sleep(0.05)
-        self.proc.kill()
-        raise RuntimeError("simulator did not start:\n" + self.log.read_text())
-
-    def ctl(self, method, path, body=None):
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(f"http://127.0.0.1:{self.ports['control']}{path}", data=data, method=method)
-        try:
-            with NO_PROXY.open(req, timeout=5) as resp:
-                return resp.status, json.loads(resp.read())
-        except urllib.error.HTTPError as e:
-            return e.code, json.loads(e.read())
-
-    def faults(self, *names):
-        status, state = self.ctl("PUT", "/_sim/faults", {"faults": list(names)})
-        assert status == 200, state
-        return state
-
-    def seed(self, **spec):
-        status, order = self.ctl("POST", "/_sim/orders", {"personality": "testnet", "symbol": "BTCUSDT",
-                                                          "side": "BUY", "quantity": "0.01", "price": "50000",
-                                                          **spec})
-        assert status == 200, order
-        return order
-
-    def client(self, personality="testnet", key=None, secret=None, timeout=5):
-        k, s = KEYS[personality]
-        c = Client(key or k, secret or s, ping=False, testnet=personality == "testnet",
-                   requests_params={"timeout": timeout})
-        c.FUTURES_URL = f"http://127.0.0.1:{self.ports['mainnet']}/fapi"
-        c.FUTURES_TESTNET_URL = f"http://127.0.0.1:{self.ports['testnet']}/fapi"
-        c.session.trust_env = False  # never route loopback traffic through an environment proxy
-        return c
-
-
-@pytest.fixture(scope="module")
-def sim_server(tmp_path_factory):
-    server = Sim(tmp_path_factory.mktemp("binance_sim"))
-    yield server
-    server.proc.terminate()
-    server.proc.wait(timeout=5)
-
-
-@pytest.fixture
-def sim(sim_server):
-    assert sim_server.ctl("POST", "/_sim/reset")[0] == 200
-    yield sim_server
-    sim_server.ctl("POST", "/_sim/reset")
+from sim_process import KEYS, SIM
 
 
 def api_error(call, **params):

@@ -8,18 +8,14 @@ without a network (host_only), one probes the shared lab strictly read-only.
 import json
 import os
 import re
-import secrets
-import socket
 import subprocess
-import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from sim_process import KEYS, NO_PROXY, free_port
 
 from ansible_collections.quantum.runbooks.plugins.module_utils import binance_probe
 from ansible_collections.quantum.runbooks.plugins.module_utils.binance_common import (
@@ -30,98 +26,26 @@ from ansible_collections.quantum.runbooks.plugins.module_utils.binance_common im
 from ansible_collections.quantum.runbooks.plugins.modules import binance_futures_info as mod
 
 ROOT = Path(__file__).resolve().parents[2]
-SIM = ROOT / "lab" / "images" / "binance_sim" / "sim.py"
 PROBE_PY = ROOT / "plugins" / "module_utils" / "binance_probe.py"
 VENV_BIN = ROOT / ".venv" / "bin"
 RUN_DIR = ROOT / "lab" / "run" / "quantum_trader"
 LAB_SIM_CONTROL = "http://127.0.0.1:18099"
 EXECUTOR_IMAGE = "qt-lab-auto-executor:1"
-# Random per run, alphanumeric (the simulator's key format), so a leak cannot hide behind a common string.
-KEYS = {
-    "mainnet": ("mainKey" + secrets.token_hex(12), "mainSecret" + secrets.token_hex(16)),
-    "testnet": ("testKey" + secrets.token_hex(12), "testSecret" + secrets.token_hex(16)),
-}
+# Keys are random per run (tests/sim_process.py), so a leak cannot hide behind a common string.
+
 TEST_KEY, TEST_SECRET = KEYS["testnet"]
-NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 LOOPBACK_ENV = {"NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Sim:
-    """The Binance simulator on free loopback ports (same approach as tests/lab/test_binance_sim.py)."""
-
-    def __init__(self, tmp):
-        self.ports = {"mainnet": free_port(), "testnet": free_port(), "control": free_port()}
-        self.log = tmp / "sim.log"
-        env = {**os.environ, "SIM_BIND_HOST": "127.0.0.1", "SIM_MAINNET_PORT": str(self.ports["mainnet"]),
-               "SIM_TESTNET_PORT": str(self.ports["testnet"]), "SIM_CONTROL_PORT": str(self.ports["control"])}
-        for name, (key, secret) in KEYS.items():
-            env[f"SIM_{name.upper()}_API_KEY"], env[f"SIM_{name.upper()}_API_SECRET"] = key, secret
-        self.proc = subprocess.Popen([sys.executable, "-u", str(SIM)], env=env, stdout=self.log.open("w"),
-                                     stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                if self.ctl("GET", "/_sim/healthz")[0] == 200:
-                    return
-            except OSError:
-                time.sleep(0.05)
-        self.proc.kill()
-        raise RuntimeError("simulator did not start:\n" + self.log.read_text())
-
-    def url(self, personality="testnet"):
-        return f"http://127.0.0.1:{self.ports[personality]}/fapi"
-
-    def ctl(self, method, path, body=None):
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(f"http://127.0.0.1:{self.ports['control']}{path}", data=data, method=method)
-        try:
-            with NO_PROXY.open(req, timeout=5) as resp:
-                return resp.status, json.loads(resp.read())
-        except urllib.error.HTTPError as e:
-            return e.code, json.loads(e.read())
-
-    def faults(self, *names):
-        status, state = self.ctl("PUT", "/_sim/faults", {"faults": list(names)})
-        assert status == 200, state
-        return state
-
-    def seed(self, **spec):
-        status, order = self.ctl("POST", "/_sim/orders", {"personality": "testnet", "symbol": "BTCUSDT",
-                                                          "side": "BUY", "quantity": "0.01", "price": "50000",
-                                                          **spec})
-        assert status == 200, order
-        return order
-
-    def params(self, **over):
-        """Module parameters as AnsibleModule would hand them over (defaults applied)."""
-        spec = binance_argument_spec()
-        params = {name: opt.get("default") for name, opt in spec.items()}
-        params.update(futures_url=self.url(), testnet=True, api_key=TEST_KEY, api_secret=TEST_SECRET, timeout=2.0,
-                      checks=["time", "account", "open_orders"], stuck_after_s=300, client_order_prefix="qtx-",
-                      container=None, container_futures_url=None, max_orders=50)
-        params.update(over)
-        return params
-
-
-@pytest.fixture(scope="module")
-def sim_server(tmp_path_factory):
-    server = Sim(tmp_path_factory.mktemp("binance_sim"))
-    yield server
-    server.proc.terminate()
-    server.proc.wait(timeout=5)
-
-
-@pytest.fixture
-def sim(sim_server):
-    assert sim_server.ctl("POST", "/_sim/reset")[0] == 200
-    yield sim_server
-    sim_server.ctl("POST", "/_sim/reset")  # also releases requests held by binance_timeout
+def module_params(sim, **over):
+    """Module parameters as AnsibleModule would hand them over (defaults applied)."""
+    spec = binance_argument_spec()
+    params = {name: opt.get("default") for name, opt in spec.items()}
+    params.update(futures_url=sim.url(), testnet=True, api_key=TEST_KEY, api_secret=TEST_SECRET, timeout=2.0,
+                  checks=["time", "account", "open_orders"], stuck_after_s=300, client_order_prefix="qtx-",
+                  container=None, container_futures_url=None, max_orders=50)
+    params.update(over)
+    return params
 
 
 def assert_no_secrets(text, *extra):
@@ -226,10 +150,10 @@ def test_redact():
 
 def test_make_client_points_per_instance(sim):
     from binance.client import Client
-    client = make_client(sim.params())
+    client = make_client(module_params(sim, ))
     assert client.FUTURES_TESTNET_URL == sim.url() and Client.FUTURES_TESTNET_URL != sim.url()
     assert client.futures_time()["serverTime"] > 0
-    mainnet = make_client(sim.params(futures_url=sim.url("mainnet"), testnet=False, api_key=KEYS["mainnet"][0],
+    mainnet = make_client(module_params(sim, futures_url=sim.url("mainnet"), testnet=False, api_key=KEYS["mainnet"][0],
                                      api_secret=KEYS["mainnet"][1]))
     assert mainnet.futures_account()["canTrade"] is True and Client.FUTURES_URL == "https://fapi.binance.{}/fapi"
 
@@ -248,7 +172,7 @@ def test_signed_call_redacts_connection_errors():
 # ---------------------------------------------------------------- module logic in-process
 
 def test_checks_healthy(sim):
-    r = mod.run_checks(sim.params())
+    r = mod.run_checks(module_params(sim, ))
     assert (r["endpoint"], r["personality"], r["path_finding"]) == (sim.url(), "testnet",
                                                                     "host_ok_container_not_checked")
     assert r["container"] is None and "container_error" not in r
@@ -261,19 +185,19 @@ def test_checks_healthy(sim):
 
 def test_checks_bad_credentials_and_wrong_secret(sim):
     sim.faults("bad_credentials")
-    r = mod.run_checks(sim.params())
+    r = mod.run_checks(module_params(sim, ))
     assert r["host"]["http_status"] == 200  # /time is unsigned and still fine
     assert (r["account"]["status"], r["account"]["error_code"], r["account"]["http_status"]) == ("rejected", -2015, 401)
     assert r["open_orders"]["status"] == "rejected"
     sim.faults()
-    r = mod.run_checks(sim.params(api_secret="not-the-secret", checks=["account"]))
+    r = mod.run_checks(module_params(sim, api_secret="not-the-secret", checks=["account"]))
     assert (r["account"]["status"], r["account"]["error_code"]) == ("rejected", -1022)
     assert r["open_orders"]["status"] == "skipped" and r["open_orders"]["reason"] == "not requested"
 
 
 def test_checks_clock_skew(sim):
     sim.faults("clock_skew")
-    r = mod.run_checks(sim.params())
+    r = mod.run_checks(module_params(sim, ))
     assert 28000 < r["host"]["clock_offset_ms"] < 32000
     assert (r["account"]["status"], r["account"]["error_code"]) == ("clock_skew", -1021)
 
@@ -281,7 +205,7 @@ def test_checks_clock_skew(sim):
 @pytest.mark.parametrize("fault,status,retry", [("binance_429", 429, 30), ("binance_418", 418, 120)])
 def test_checks_skip_signed_calls_when_limited(sim, fault, status, retry):
     sim.faults(fault)
-    r = mod.run_checks(sim.params())
+    r = mod.run_checks(module_params(sim, ))
     for name in ("account", "open_orders"):
         assert r[name]["status"] == "skipped" and r[name]["http_status"] == status
         assert f"HTTP {status}" in r[name]["reason"]
@@ -293,7 +217,7 @@ def test_checks_skip_signed_calls_when_limited(sim, fault, status, retry):
 
 def test_checks_binance_down(sim):
     sim.faults("binance_down")
-    r = mod.run_checks(sim.params())
+    r = mod.run_checks(module_params(sim, ))
     assert r["host"]["error_kind"] == "refused" and r["path_finding"] == "host_unreachable_container_not_checked"
     assert (r["account"]["status"], r["account"]["error_kind"]) == ("unreachable", "refused")
     assert r["open_orders"]["status"] == "unreachable" and "not attempted" in r["open_orders"]["reason"]
@@ -302,7 +226,7 @@ def test_checks_binance_down(sim):
 def test_checks_binance_timeout_bounded(sim):
     sim.faults("binance_timeout")
     started = time.monotonic()
-    r = mod.run_checks(sim.params(timeout=1.0))
+    r = mod.run_checks(module_params(sim, timeout=1.0))
     assert time.monotonic() - started < 3 * 1 + 1
     assert r["host"]["error_kind"] == "timeout"
     assert (r["account"]["status"], r["account"]["error_kind"]) == ("unreachable", "timeout")
@@ -344,23 +268,23 @@ def test_checks_bounded_when_only_signed_calls_hang():
 
 
 def test_checks_no_key_skips_signed(sim):
-    r = mod.run_checks(sim.params(api_key=None, api_secret=None))
+    r = mod.run_checks(module_params(sim, api_key=None, api_secret=None))
     assert r["host"]["reachable"] and r["account"]["status"] == "skipped" and "no api_key" in r["account"]["reason"]
-    r = mod.run_checks(sim.params(checks=["time"]))
+    r = mod.run_checks(module_params(sim, checks=["time"]))
     assert r["account"]["reason"] == "not requested" and r["host"]["http_status"] == 200
 
 
 def test_checks_stuck_orders(sim):
     """Own order resting (stuck_orders backdates it 600 s), a seeded old own order, a young foreign one."""
     sim.faults("stuck_orders")
-    client = make_client(sim.params())
+    client = make_client(module_params(sim, ))
     placed = client.futures_create_order(symbol="ETHUSDT", side="BUY", type="LIMIT", timeInForce="GTC",
                                          quantity="0.05", price="2900", newClientOrderId="qtx-stuck-1")
     assert placed["status"] == "NEW"
     sim.faults()
     sim.seed(client_order_id="qtx-old-1", age_s=900)
     sim.seed(client_order_id="manual-1", age_s=30, side="SELL", price="70000")
-    r = mod.run_checks(sim.params())
+    r = mod.run_checks(module_params(sim, ))
     oo = r["open_orders"]
     assert (oo["status"], oo["count"], oo["own_count"], oo["foreign_count"]) == ("ok", 3, 2, 1)
     assert (oo["stuck_count"], oo["own_stuck_count"], oo["age_reference"]) == (2, 2, "exchange")
@@ -370,7 +294,7 @@ def test_checks_stuck_orders(sim):
     assert first["own"] and first["stuck"] and not last["own"] and not last["stuck"] and 25 < last["age_s"] < 40
     assert set(first) >= {"symbol", "orderId", "clientOrderId", "side", "price", "origQty", "executedQty",
                           "status", "age_s", "own", "stuck"}
-    r = mod.run_checks(sim.params(max_orders=1, stuck_after_s=1000, client_order_prefix="manual-"))
+    r = mod.run_checks(module_params(sim, max_orders=1, stuck_after_s=1000, client_order_prefix="manual-"))
     oo = r["open_orders"]
     assert (oo["count"], oo["own_count"], oo["stuck_count"], oo["truncated"], len(oo["orders"])) == (3, 1, 0, True, 1)
 
@@ -408,7 +332,7 @@ def test_call_bounded():
 
 def test_container_error_is_data(sim):
     """A container that does not exist (or a host without the docker CLI) is reported, not raised."""
-    r = mod.run_checks(sim.params(container=f"qt-test-missing-{os.getpid()}", checks=["time"]))
+    r = mod.run_checks(module_params(sim, container=f"qt-test-missing-{os.getpid()}", checks=["time"]))
     assert r["container"] is None and r["container_error"]
     assert r["path_finding"] == "host_ok_container_not_checked" and r["host"]["reachable"]
 

@@ -1,0 +1,86 @@
+"""The Binance simulator as a local process on free loopback ports, for tests that
+need an exchange they can break (faults via its control API) without the lab."""
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+SIM = Path(__file__).resolve().parents[1] / "lab" / "images" / "binance_sim" / "sim.py"
+KEYS = {
+    "mainnet": ("mainKey" + secrets.token_hex(12), "mainSecret" + secrets.token_hex(16)),
+    "testnet": ("testKey" + secrets.token_hex(12), "testSecret" + secrets.token_hex(16)),
+}
+NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class SimProcess:
+    def __init__(self, tmp):
+        self.ports = {"mainnet": free_port(), "testnet": free_port(), "control": free_port()}
+        self.log = tmp / "sim.log"
+        env = {**os.environ, "SIM_BIND_HOST": "127.0.0.1", "SIM_MAINNET_PORT": str(self.ports["mainnet"]),
+               "SIM_TESTNET_PORT": str(self.ports["testnet"]), "SIM_CONTROL_PORT": str(self.ports["control"])}
+        for name, (key, secret) in KEYS.items():
+            env[f"SIM_{name.upper()}_API_KEY"], env[f"SIM_{name.upper()}_API_SECRET"] = key, secret
+        self.proc = subprocess.Popen([sys.executable, "-u", str(SIM)], env=env, stdout=self.log.open("w"),
+                                     stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                if self.ctl("GET", "/_sim/healthz")[0] == 200:
+                    return
+            except OSError:
+                time.sleep(0.05)
+        self.proc.kill()
+        raise RuntimeError("simulator did not start:\n" + self.log.read_text())
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=5)
+
+    def url(self, personality="testnet"):
+        return f"http://127.0.0.1:{self.ports[personality]}/fapi"
+
+    def ctl(self, method, path, body=None):
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(f"http://127.0.0.1:{self.ports['control']}{path}", data=data, method=method)
+        try:
+            with NO_PROXY.open(req, timeout=5) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+
+    def faults(self, *names):
+        status, state = self.ctl("PUT", "/_sim/faults", {"faults": list(names)})
+        assert status == 200, state
+        return state
+
+    def seed(self, **spec):
+        status, order = self.ctl("POST", "/_sim/orders", {"personality": "testnet", "symbol": "BTCUSDT",
+                                                          "side": "BUY", "quantity": "0.01", "price": "50000",
+                                                          **spec})
+        assert status == 200, order
+        return order
+
+    def client(self, personality="testnet", key=None, secret=None, timeout=5):
+        """An unmodified python-binance client pointed at this simulator by configuration."""
+        from binance.client import Client
+
+        k, s = KEYS[personality]
+        c = Client(key or k, secret or s, ping=False, testnet=personality == "testnet",
+                   requests_params={"timeout": timeout})
+        c.FUTURES_URL = self.url("mainnet")
+        c.FUTURES_TESTNET_URL = self.url("testnet")
+        c.session.trust_env = False  # never route loopback traffic through an environment proxy
+        return c
