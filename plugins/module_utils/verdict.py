@@ -215,6 +215,12 @@ def decide(checks, thresholds=None, inventory="inventory/lab.yml"):
                if not checks.get(name) or checks[name].get("check_error")]
     if primary is None:
         primary = "INCONCLUSIVE" if missing else "HEALTHY"
+    if primary == "INCONCLUSIVE":
+        findings.append(finding("INCONCLUSIVE", "executor", "some checks could not run", [
+            f"{STEPS[name]}: {checks[name].get('check_error')}" for name in ("executor", "binance", "event_bus")
+            if checks.get(name) and checks[name].get("check_error")] or ["check results missing"],
+            severity="warning"))
+        findings[-1]["step"] = "all checks"
     playbook, why = RECOMMENDED[primary]
     return {
         "primary": primary,

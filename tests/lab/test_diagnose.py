@@ -87,3 +87,18 @@ def test_trace_of_a_given_correlation_id(lab, tmp_path):
     events = [e["event"] for e in trace["timeline"]]
     assert events.index("INTENT_PUBLISHED") < events.index("ORDER_SUBMIT") < events.index("ORDER_RESPONSE")
     assert {e["service"] for e in trace["timeline"]} == {"quantum_ai_engine", "quantum_auto_executor"}
+
+
+def test_unreachable_host_still_gets_a_report(tmp_path):
+    inventory = tmp_path / "down.yml"
+    inventory.write_text(
+        "all:\n  children:\n    quantum_trader:\n      hosts:\n        down-host:\n"
+        "          ansible_host: 127.0.0.1\n          ansible_port: 1\n          ansible_connection: ssh\n"
+        "          ansible_ssh_common_args: -o ConnectTimeout=3 -o StrictHostKeyChecking=no\n")
+    cmd = [*PLAYBOOK[:1], "-i", str(inventory), "diagnose.yml", "-e", f"diagnose_report_dir={tmp_path}"]
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    report = json.loads((tmp_path / "down-host" / "diagnosis-latest.json").read_text())
+    assert report["verdict"]["primary"] == "INCONCLUSIVE", res.stdout[-3000:]
+    assert len(report["verdict"]["missing_checks"]) == 3
+    assert all("unreachable" in c["evidence"]["check_error"] for c in report["checks"].values())
+    assert "VERDICT: INCONCLUSIVE" in res.stdout

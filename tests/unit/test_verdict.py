@@ -104,3 +104,12 @@ def test_thresholds_can_be_overridden():
     kw = {"event_bus": {"streams": {"quantum:stream:intent": {"exists": True, "length": 9, "last_age_s": 8}}}}
     assert decide(checks(**kw))["primary"] == "HEALTHY"
     assert decide(checks(**kw), {"no_signal_after_s": 6})["primary"] == "NO_SIGNALS"
+
+
+def test_inconclusive_names_what_could_not_run():
+    c = checks()
+    c["binance"] = {"check_error": "host unreachable: ssh: connect to host 127.0.0.1 port 1"}
+    v = decide(c)
+    assert v["primary"] == "INCONCLUSIVE"
+    assert v["findings"][-1]["evidence"] == [
+        "2. Check Binance API Connectivity: host unreachable: ssh: connect to host 127.0.0.1 port 1"]
