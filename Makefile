@@ -16,6 +16,7 @@ help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
 venv: $(VENV)/.installed  ## create the virtualenv with pinned deps
+	@scripts/link_compose.sh $(VENV)
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt scripts/setup_venv.sh
 	scripts/setup_venv.sh $(VENV)

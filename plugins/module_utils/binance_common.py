@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+import importlib.util
 import re
 import traceback
 from urllib.parse import quote, quote_plus
@@ -25,14 +26,18 @@ except ImportError:
     HAS_REQUESTS = False
     REQUESTS_IMPORT_ERROR = traceback.format_exc()
 
-try:
+# python-binance is imported only when a signed call is about to be made: importing it alone
+# takes about a second (aiohttp, dateparser, websockets), which a diagnosis skips whenever the
+# exchange is unreachable or banning us.
+HAS_BINANCE = importlib.util.find_spec("binance") is not None
+BINANCE_IMPORT_ERROR = None if HAS_BINANCE else "ModuleNotFoundError: No module named 'binance'"
+
+
+def binance_library():
+    """(Client, BinanceAPIException, BinanceRequestException), imported on first use."""
     from binance.client import Client
-    HAS_BINANCE = True
-    BINANCE_IMPORT_ERROR = None
-except ImportError:
-    Client = None
-    HAS_BINANCE = False
-    BINANCE_IMPORT_ERROR = traceback.format_exc()
+    from binance.exceptions import BinanceAPIException, BinanceRequestException
+    return Client, BinanceAPIException, BinanceRequestException
 
 # python-binance 1.0.37's futures base URLs (base_client.py:29-30), used when futures_url is not given.
 DEFAULT_FUTURES_URL = "https://fapi.binance.com/fapi"
@@ -81,7 +86,8 @@ def make_client(params):
     if not HAS_BINANCE:
         raise RuntimeError("python-binance is not installed")
     url = futures_endpoint(params)
-    client = Client(params.get("api_key"), params.get("api_secret"), ping=False,
+    client_class = binance_library()[0]
+    client = client_class(params.get("api_key"), params.get("api_secret"), ping=False,
                     testnet=bool(params.get("testnet")), requests_params={"timeout": params["timeout"]})
     # Instance attributes: with testnet=True python-binance reads FUTURES_TESTNET_URL, else FUTURES_URL.
     client.FUTURES_URL = url

@@ -386,6 +386,7 @@ from ansible_collections.quantum.runbooks.plugins.module_utils.binance_common im
     HAS_REQUESTS,
     REQUESTS_IMPORT_ERROR,
     binance_argument_spec,
+    binance_library,
     check_params,
     futures_endpoint,
     make_client,
@@ -395,8 +396,7 @@ from ansible_collections.quantum.runbooks.plugins.module_utils.dotenv import eff
 
 try:
     import requests
-    from binance.exceptions import BinanceAPIException, BinanceRequestException
-except ImportError:  # reported through HAS_BINANCE / HAS_REQUESTS
+except ImportError:  # reported through HAS_REQUESTS
     pass
 
 CHECKS = ["time", "account", "open_orders"]
@@ -555,6 +555,7 @@ class Tracker:
 
 def signed_call(client, func, timeout, secrets, tracker):
     """(result dict, payload or None) for one python-binance call; never raises."""
+    _client, BinanceAPIException, BinanceRequestException = binance_library()  # noqa: N806 (classes)
     try:
         payload = call_bounded(func, timeout + 1)
     except CallOverrun as exc:

@@ -18,9 +18,14 @@ description:
   - Read-only; supports check mode.
 options:
   name:
-    description: Container name or ID.
+    description: Container name or ID. One of O(name) and O(names) is required.
     type: str
-    required: true
+  names:
+    description:
+      - Several containers, read in one module run; the result is then RV(containers)
+        (one summary per container, with the keys documented below).
+    type: list
+    elements: str
   tail:
     description: Number of lines from the end of the log to read.
     type: int
@@ -66,6 +71,10 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+containers:
+  description: With O(names), the summary of each container (keys as below), by name.
+  type: dict
+  returned: when names is given
 exists:
   description: Whether the container exists.
   type: bool
@@ -138,7 +147,8 @@ from ansible_collections.quantum.runbooks.plugins.module_utils.log_events import
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            name=dict(type="str", required=True),
+            name=dict(type="str"),
+            names=dict(type="list", elements="str"),
             tail=dict(type="int", default=200),
             since=dict(type="int", default=0),
             correlation_id=dict(type="str"),
@@ -147,18 +157,28 @@ def main():
             timeout=dict(type="int", default=30),
         ),
         supports_check_mode=True,
+        required_one_of=[("name", "names")],
+        mutually_exclusive=[("name", "names")],
     )
     if not HAS_DOCKER:
         module.fail_json(msg=missing_required_lib("docker"), exception=DOCKER_IMPORT_ERROR)
     p = module.params
     try:
         client = docker_client(p["docker_host"], p["timeout"])
-        container = client.containers.get(p["name"])
-    except NotFound:
-        module.exit_json(changed=False, exists=False)
+        if p["name"]:
+            module.exit_json(changed=False, **summarise(client, p["name"], p))
+        # Several containers (e.g. a trace across services): one module run, one summary each.
+        module.exit_json(changed=False, containers={name: summarise(client, name, p) for name in p["names"]})
     except DockerException as err:
         module.fail_json(msg=f"cannot reach Docker at {p['docker_host']}: {err}")
 
+
+def summarise(client, name, p):
+    """Stream one container's log lines through a LogSummary; {'exists': False} when it is missing."""
+    try:
+        container = client.containers.get(name)
+    except NotFound:
+        return {"exists": False}
     kwargs = {"stream": True, "follow": False, "timestamps": True}
     if p["tail"] >= 0:
         kwargs["tail"] = p["tail"]
@@ -173,8 +193,7 @@ def main():
         close = getattr(stream, "close", None)
         if close:
             close()
-    module.exit_json(changed=False, exists=True, **summary.result(time.time()))
-
+    return dict(exists=True, **summary.result(time.time()))
 
 if __name__ == "__main__":
     main()

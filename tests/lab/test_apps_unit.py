@@ -276,6 +276,14 @@ def _redis_or_skip():
     return client
 
 
+@pytest.fixture
+def spare_redis(request):
+    """A real Redis in a spare database: QT_TEST_REDIS_URL, or the lab's (db 15), started if needed."""
+    if "QT_TEST_REDIS_URL" not in os.environ:
+        request.getfixturevalue("lab")
+    return _redis_or_skip()
+
+
 def _free_port():
     import socket
 
@@ -313,8 +321,8 @@ def _wait_for(predicate, timeout=10.0):
 
 
 @pytest.mark.integration
-def test_paper_pipeline_end_to_end(tmp_path):
-    r = _redis_or_skip()
+def test_paper_pipeline_end_to_end(tmp_path, spare_redis):
+    r = spare_redis
     for key in (ex.INTENT_STREAM, ex.EXECUTION_STREAM, ex.KILL_SWITCH_KEY, ex.HEARTBEAT_KEY):
         r.delete(key)
     policy = tmp_path / "policy.json"
@@ -350,8 +358,8 @@ def test_paper_pipeline_end_to_end(tmp_path):
 
 
 @pytest.mark.integration
-def test_executor_drains_pending_after_restart_and_honours_kill_switch(tmp_path):
-    r = _redis_or_skip()
+def test_executor_drains_pending_after_restart_and_honours_kill_switch(tmp_path, spare_redis):
+    r = spare_redis
     for key in (ex.INTENT_STREAM, ex.EXECUTION_STREAM, ex.KILL_SWITCH_KEY):
         r.delete(key)
     env = {"REDIS_URL": REDIS_URL, "PAPER_TRADING": "true", "EXECUTOR_POLICY_FILE": str(tmp_path / "none.json")}
@@ -381,8 +389,8 @@ SIM_PY = ROOT / "lab/images/binance_sim/sim.py"
 
 @pytest.mark.integration
 @pytest.mark.skipif(not SIM_PY.exists(), reason="lab/images/binance_sim/sim.py not present")
-def test_live_orders_against_simulator(tmp_path):
-    r = _redis_or_skip()
+def test_live_orders_against_simulator(tmp_path, spare_redis):
+    r = spare_redis
     for key in (ex.INTENT_STREAM, ex.EXECUTION_STREAM, ex.KILL_SWITCH_KEY):
         r.delete(key)
     ports = {name: _free_port() for name in ("MAINNET", "TESTNET", "CONTROL")}
