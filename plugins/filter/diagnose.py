@@ -24,11 +24,15 @@ options:
   inventory:
     description: Inventory path used in the recommended command line.
     type: str
+  available_playbooks:
+    description: File names in playbooks/; a recommendation without its playbook falls back to the manual step.
+    type: list
+    elements: str
 """
 
 
-def diagnose_verdict(checks, thresholds=None, inventory="inventory/lab.yml"):
-    return decide(checks or {}, thresholds or {}, inventory)
+def diagnose_verdict(checks, thresholds=None, inventory="inventory/lab.yml", available_playbooks=None):
+    return decide(checks or {}, thresholds or {}, inventory, available_playbooks)
 
 
 def check_summaries(results, findings, started_at):

@@ -192,6 +192,17 @@ def trace_findings(trace, t):
                                                      for e in trace.get("timeline") or []], severity="info")]
 
 
+def _add_backlog_evidence(findings, bus):
+    """A stopped or hung executor leaves intents waiting: show the consumer group's backlog."""
+    intent = ((bus or {}).get("streams") or {}).get("quantum:stream:intent") or {}
+    for group in intent.get("groups") or []:
+        if group.get("lag") or group.get("pending"):
+            for f in findings:
+                if f["code"] in ("EXECUTOR_DOWN", "EXECUTOR_HUNG"):
+                    f["evidence"].append(f"intents waiting in group '{group.get('name')}': "
+                                         f"lag {group.get('lag')}, pending {group.get('pending')}")
+
+
 def _home_check(code):
     """The check that observes a cause directly (its finding is listed first)."""
     if code.startswith(("BINANCE_", "CLOCK_", "ORDERS_")):
@@ -204,11 +215,21 @@ def _rank(f):
     return order, f["check"] != _home_check(f["code"])
 
 
-def decide(checks, thresholds=None, inventory="inventory/lab.yml"):
+# What the runbook says to do by hand, shown while a playbook for it is not available.
+MANUAL = {
+    "EXECUTOR_DOWN": "cd <project> && docker compose up -d auto-executor",
+    "EXECUTOR_HUNG": "cd <project> && docker compose restart auto-executor",
+    "ORDERS_STUCK_AT_EXCHANGE": "cancel our own stuck orders per symbol (runbook quick fix 2)",
+    "BINANCE_AUTH_REJECTED": "fix the keys / BINANCE_USE_TESTNET in .env, then docker compose up -d auto-executor",
+}
+
+
+def decide(checks, thresholds=None, inventory="inventory/lab.yml", available_playbooks=None):
     """All findings, the primary verdict and the recommended next step."""
     t = dict(DEFAULT_THRESHOLDS, **{k: v for k, v in (thresholds or {}).items() if v is not None})
     findings = (executor_findings(checks.get("executor"), t) + binance_findings(checks.get("binance"), t)
                 + event_bus_findings(checks.get("event_bus"), t) + trace_findings(checks.get("trace"), t))
+    _add_backlog_evidence(findings, checks.get("event_bus"))
     codes = [f["code"] for f in findings]
     primary = next((c for c in PRECEDENCE if c in codes), None)
     missing = [STEPS[name] for name in ("executor", "binance", "event_bus")
@@ -222,6 +243,9 @@ def decide(checks, thresholds=None, inventory="inventory/lab.yml"):
             severity="warning"))
         findings[-1]["step"] = "all checks"
     playbook, why = RECOMMENDED[primary]
+    if playbook and available_playbooks is not None and playbook.split()[0] not in available_playbooks:
+        why = f"{why} (no playbook for it yet; by hand: {MANUAL.get(primary, 'see the runbook')})"
+        playbook = None
     return {
         "primary": primary,
         "findings": sorted(findings, key=_rank),

@@ -113,3 +113,18 @@ def test_inconclusive_names_what_could_not_run():
     assert v["primary"] == "INCONCLUSIVE"
     assert v["findings"][-1]["evidence"] == [
         "2. Check Binance API Connectivity: host unreachable: ssh: connect to host 127.0.0.1 port 1"]
+
+
+def test_a_hung_executor_shows_the_intent_backlog():
+    bus = {"streams": {"quantum:stream:intent": {"exists": True, "length": 50, "last_age_s": 1,
+                                                 "groups": [{"name": "executor", "lag": 8, "pending": 2}]}}}
+    v = decide(checks(executor={"health": "unhealthy"}, event_bus=bus))
+    assert "intents waiting in group 'executor': lag 8, pending 2" in v["findings"][0]["evidence"]
+
+
+def test_a_missing_playbook_falls_back_to_the_manual_step():
+    v = decide(checks(executor={"running": False}), available_playbooks=["diagnose.yml"])
+    assert v["recommended"]["command"] is None
+    assert "docker compose up -d auto-executor" in v["recommended"]["action"]
+    v = decide(checks(executor={"running": False}), available_playbooks=["mitigate_restart_executor.yml"])
+    assert v["recommended"]["playbook"] == "mitigate_restart_executor.yml"
