@@ -13,47 +13,7 @@ import tempfile
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 
-DOCUMENTATION = r"""
-module: write_report
-short_description: Write report files on the control node
-version_added: "0.1.0"
-description:
-  - Writes each C(files) entry (name -> text) into C(dir) on the control node, atomically
-    (temporary file + rename), creating C(dir) if needed. Returns C(changed=false): a report
-    is output, not managed state. Runs in check mode as well.
-options:
-  dir:
-    description: Target directory on the control node.
-    type: path
-    required: true
-  files:
-    description: File name -> content.
-    type: dict
-    required: true
-  mode:
-    description: File mode.
-    type: str
-    default: "0644"
-author:
-  - qt-runbooks contributors
-"""
-
-EXAMPLES = r"""
-- name: Write the diagnosis
-  quantum.runbooks.write_report:
-    dir: reports/lab
-    files:
-      diagnosis-latest.json: "{{ report | to_nice_json }}"
-"""
-
-RETURN = r"""
-paths:
-  description: Absolute paths written.
-  type: list
-  elements: str
-  returned: success
-"""
-
+# Documentation: plugins/modules/write_report.py (ansible-doc reads it there).
 
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False

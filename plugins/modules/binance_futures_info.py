@@ -95,10 +95,10 @@ options:
   settings_from_container:
     description:
       - Take the trading settings from this running container's environment, as the executor really runs
-        (not from C(.env)): C(BINANCE_USE_TESTNET) sets the personality, C(BINANCE_FUTURES_URL) /
+        (not from C(.env)). C(BINANCE_USE_TESTNET) sets the personality, C(BINANCE_FUTURES_URL) /
         C(BINANCE_FUTURES_TESTNET_URL) set O(container_futures_url), and C(BINANCE_API_KEY) /
         C(BINANCE_API_SECRET) are used when O(api_key) / O(api_secret) are not given. The keys stay inside
-        the module: they never become Ansible variables.
+        the module and never become Ansible variables.
       - The container is also probed from inside (as O(container)) when it is running.
       - O(futures_url) / O(futures_testnet_url) still override the URL used on the target itself.
     type: str

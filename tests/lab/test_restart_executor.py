@@ -1,0 +1,72 @@
+"""playbooks/mitigate_restart_executor.yml on the lab: runbook quick fix 1, done safely."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.lab
+
+ROOT = Path(__file__).resolve().parents[2]
+PLAYBOOK = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "inventory/lab.yml",
+            "playbooks/mitigate_restart_executor.yml"]
+
+
+def restart(*extra):
+    return subprocess.run([*PLAYBOOK, *extra], cwd=ROOT, capture_output=True, text=True, timeout=180)
+
+
+def started_at():
+    out = subprocess.run(["docker", "inspect", "-f", "{{json .State}}", "quantum_auto_executor"],
+                         capture_output=True, text=True).stdout
+    state = json.loads(out)
+    return state["StartedAt"], state["Status"], state.get("Health", {}).get("Status")
+
+
+def test_healthy_executor_is_left_alone(lab):
+    before = started_at()
+    res = restart()
+    assert res.returncode == 0, res.stdout[-3000:]
+    assert "changed=0" in res.stdout and "no restart" in res.stdout
+    assert started_at() == before
+
+
+def test_hung_executor_check_mode_changes_nothing_then_restart_works_and_is_idempotent(fault):
+    fault("executor_hang")
+    before = started_at()
+    res = restart("--check")
+    assert res.returncode == 0, res.stdout[-3000:]
+    assert "changed=1" in res.stdout          # it says it would restart ...
+    assert started_at() == before             # ... and did not
+    res = restart()
+    assert res.returncode == 0, res.stdout[-3000:]
+    assert "changed=1" in res.stdout and "Executor restarted and working" in res.stdout
+    after = started_at()
+    assert after[0] != before[0] and after[1:] == ("running", "healthy")
+    res = restart()                           # second run: nothing to do
+    assert "changed=0" in res.stdout, res.stdout[-3000:]
+
+
+def test_crashed_executor_is_started_again(fault):
+    fault("executor_crash")
+    res = restart()
+    assert res.returncode == 0, res.stdout[-3000:]
+    assert started_at()[1:] == ("running", "healthy")
+
+
+def test_refuses_to_restart_into_an_ip_ban(fault):
+    fault("executor_hang", "binance_418")
+    before = started_at()
+    res = restart()
+    assert res.returncode != 0
+    assert "Not restarting: Binance reports BINANCE_IP_BANNED" in res.stdout
+    assert "Wait 120 s" in res.stdout         # the simulator's Retry-After
+    assert started_at() == before
+
+
+def test_force_restarts_a_healthy_executor(lab):
+    before = started_at()
+    res = restart("-e", "force=true")
+    assert res.returncode == 0, res.stdout[-3000:]
+    assert started_at()[0] != before[0]
