@@ -54,6 +54,7 @@ molecule: venv
 
 bench: images  ## speed/memory ratios against a baseline measured in the same run
 	$(PY) bench/diagnose.py
+	$(PY) bench/restart.py
 
 clean: lab-down  ## stop the lab and remove generated files
 	rm -rf reports lab/run

@@ -13,8 +13,15 @@ PLAYBOOK = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "invent
             "playbooks/mitigate_restart_executor.yml"]
 
 
-def restart(*extra):
+def restart(*extra, audit=None):
+    extra = (*extra, "-e", f"qt_audit_log={audit}") if audit else extra
     return subprocess.run([*PLAYBOOK, *extra], cwd=ROOT, capture_output=True, text=True, timeout=180)
+
+
+def audited(path):
+    """(action, result) of each restart decision in the audit log."""
+    return [(r["action"], r["result"]) for r in map(json.loads, path.read_text().splitlines())
+            if r["action"] == "restart_executor"]
 
 
 def started_at():
@@ -24,28 +31,32 @@ def started_at():
     return state["StartedAt"], state["Status"], state.get("Health", {}).get("Status")
 
 
-def test_healthy_executor_is_left_alone(lab):
+def test_healthy_executor_is_left_alone(lab, tmp_path):
     before = started_at()
-    res = restart()
+    res = restart(audit=tmp_path / "audit.jsonl")
     assert res.returncode == 0, res.stdout[-3000:]
     assert "changed=0" in res.stdout and "no restart" in res.stdout
     assert started_at() == before
+    assert audited(tmp_path / "audit.jsonl") == [("restart_executor", "skipped_healthy")]
 
 
-def test_hung_executor_check_mode_changes_nothing_then_restart_works_and_is_idempotent(fault):
+def test_hung_executor_check_mode_changes_nothing_then_restart_works_and_is_idempotent(fault, tmp_path):
     fault("executor_hang")
+    log = tmp_path / "audit.jsonl"
     before = started_at()
-    res = restart("--check")
+    res = restart("--check", audit=log)
     assert res.returncode == 0, res.stdout[-3000:]
     assert "changed=1" in res.stdout          # it says it would restart ...
     assert started_at() == before             # ... and did not
-    res = restart()
+    res = restart(audit=log)
     assert res.returncode == 0, res.stdout[-3000:]
     assert "changed=1" in res.stdout and "Executor restarted and working" in res.stdout
     after = started_at()
     assert after[0] != before[0] and after[1:] == ("running", "healthy")
-    res = restart()                           # second run: nothing to do
+    res = restart(audit=log)                  # second run: nothing to do
     assert "changed=0" in res.stdout, res.stdout[-3000:]
+    assert audited(log) == [("restart_executor", "would_restart"), ("restart_executor", "restarted"),
+                            ("restart_executor", "skipped_healthy")]
 
 
 def test_crashed_executor_is_started_again(fault):
@@ -55,14 +66,15 @@ def test_crashed_executor_is_started_again(fault):
     assert started_at()[1:] == ("running", "healthy")
 
 
-def test_refuses_to_restart_into_an_ip_ban(fault):
+def test_refuses_to_restart_into_an_ip_ban(fault, tmp_path):
     fault("executor_hang", "binance_418")
     before = started_at()
-    res = restart()
+    res = restart(audit=tmp_path / "audit.jsonl")
     assert res.returncode != 0
     assert "Not restarting: Binance reports BINANCE_IP_BANNED" in res.stdout
     assert "Wait 120 s" in res.stdout         # the simulator's Retry-After
     assert started_at() == before
+    assert audited(tmp_path / "audit.jsonl") == [("restart_executor", "refused_exchange_ban")]
 
 
 def test_force_restarts_a_healthy_executor(lab):
