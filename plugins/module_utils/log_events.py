@@ -64,6 +64,10 @@ class LogSummary:
         self.trailing_blocks = 0  # GATE_BLOCKED since the last submit: "is everything blocked now?"
         self.last_outcome = None  # the latest ORDER_RESPONSE / ORDER_ERROR
         self.unanswered = {}  # correlation_id -> ORDER_SUBMIT without an answer yet (bounded)
+        # Submits a previous process never answered: its restart ends the wait, but the order's
+        # fate on the exchange is unknown, so they stay visible (post-mortem: orders affected).
+        self.lost_on_restart = []
+        self.last_preflight = None  # what the current process started with (mode, endpoint)
 
     def add(self, line):
         self.lines += 1
@@ -83,7 +87,11 @@ class LogSummary:
         elif name in ("ORDER_SUBMIT", "WOULD_SUBMIT"):
             self.trailing_blocks = 0
         cid = event.get("correlation_id")
-        if name == "ORDER_SUBMIT" and cid:
+        if name == "PREFLIGHT":  # a new executor process: nothing is in flight any more
+            self.last_preflight = dict(event, _log_ts=epoch)
+            self.lost_on_restart = (self.lost_on_restart + list(self.unanswered.values()))[-MAX_UNANSWERED:]
+            self.unanswered = {}
+        elif name == "ORDER_SUBMIT" and cid:
             self.unanswered[cid] = {"correlation_id": cid, "symbol": event.get("symbol"), "_log_ts": epoch}
             if len(self.unanswered) > MAX_UNANSWERED:
                 del self.unanswered[next(iter(self.unanswered))]
@@ -110,9 +118,14 @@ class LogSummary:
             "correlation_matches": self.matches,
             "trailing_blocks": self.trailing_blocks,
             "last_outcome": self.last_outcome,
-            "unanswered": [dict(u, age_s=round(now - u["_log_ts"], 3) if u["_log_ts"] else None)
-                           for u in self.unanswered.values()],
+            "unanswered": _with_age(self.unanswered.values(), now),
+            "lost_on_restart": _with_age(self.lost_on_restart, now),
+            "last_preflight": self.last_preflight,
         }
+
+
+def _with_age(submits, now):
+    return [dict(u, age_s=round(now - u["_log_ts"], 3) if u["_log_ts"] else None) for u in submits]
 
 
 def iter_lines(chunks):

@@ -111,6 +111,11 @@ def executor_findings(ex, t):
         out.append(finding("BINANCE_UNREACHABLE", "executor", "orders submitted without any answer", [
             f"{len(old)} ORDER_SUBMIT without ORDER_RESPONSE/ORDER_ERROR, oldest "
             f"{max(_num(u['age_s'], 0) for u in old):.0f} s (correlation_id {old[0].get('correlation_id')})"]))
+    lost = ex.get("lost_on_restart") or []
+    if lost:  # informational: the restart ended the wait, but the exchange may hold these orders
+        out.append(finding("ORDERS_LOST_ON_RESTART", "executor", "orders submitted before a restart got no answer",
+                           [f"correlation_id {u.get('correlation_id')} ({u.get('symbol')})" for u in lost[-5:]],
+                           severity="info"))
     return out
 
 

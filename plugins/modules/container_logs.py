@@ -34,6 +34,11 @@ options:
     description: Only lines newer than this many seconds ago (0 = no limit).
     type: int
     default: 0
+  since_ts:
+    description:
+      - Only lines logged after this moment (epoch seconds, fractions allowed), e.g. a restart's start.
+        Overrides O(since).
+    type: float
   correlation_id:
     description: Also return every event carrying this correlation_id (within the lines read).
     type: str
@@ -124,9 +129,20 @@ last_outcome:
   returned: when the container exists
 unanswered:
   description: C(ORDER_SUBMIT) events with no C(ORDER_RESPONSE)/C(ORDER_ERROR) for the same correlation_id
-    in the lines read, with C(age_s) (at most 1000 kept).
+    in the lines read since the executor's last C(PREFLIGHT), with C(age_s) (at most 1000 kept).
   type: list
   elements: dict
+  returned: when the container exists
+lost_on_restart:
+  description: C(ORDER_SUBMIT) events still unanswered when a new executor process started (a C(PREFLIGHT)
+    line): their outcome on the exchange is unknown. Not in flight any more, so they are not in C(unanswered).
+  type: list
+  elements: dict
+  returned: when the container exists
+last_preflight:
+  description: The last C(PREFLIGHT) event in the lines read (the executor's trading mode and endpoint
+    at start), or null.
+  type: dict
   returned: when the container exists
 """
 
@@ -151,6 +167,7 @@ def main():
             names=dict(type="list", elements="str"),
             tail=dict(type="int", default=200),
             since=dict(type="int", default=0),
+            since_ts=dict(type="float"),
             correlation_id=dict(type="str"),
             keep_last=dict(type="int", default=20),
             docker_host=dict(type="str", default="unix:///var/run/docker.sock"),
@@ -182,7 +199,9 @@ def summarise(client, name, p):
     kwargs = {"stream": True, "follow": False, "timestamps": True}
     if p["tail"] >= 0:
         kwargs["tail"] = p["tail"]
-    if p["since"] > 0:
+    if p["since_ts"]:
+        kwargs["since"] = float(p["since_ts"])
+    elif p["since"] > 0:
         kwargs["since"] = int(time.time()) - p["since"]
     summary = LogSummary(keep_last=p["keep_last"], correlation_id=p["correlation_id"])
     stream = container.logs(**kwargs)

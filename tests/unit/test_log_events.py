@@ -49,3 +49,16 @@ def test_iter_lines_rejoins_split_frames():
 
 def test_line_without_timestamp_keeps_payload():
     assert split_line('{"event": "X"}') == (None, '{"event": "X"}')
+
+
+def test_restart_ends_the_wait_but_keeps_the_lost_submit():
+    """A process killed between ORDER_SUBMIT and ORDER_RESPONSE must not make the next one look hung."""
+    s = LogSummary()
+    s.add(_line("2026-11-28T03:04:00.000Z", event="ORDER_SUBMIT", correlation_id="lost", symbol="BTCUSDT"))
+    s.add(_line("2026-11-28T03:04:05.000Z", event="PREFLIGHT", paper_trading=True))
+    s.add(_line("2026-11-28T03:04:06.000Z", event="ORDER_SUBMIT", correlation_id="new"))
+    r = s.result(now=parse_docker_ts("2026-11-28T03:04:10.000Z"))
+    assert [u["correlation_id"] for u in r["unanswered"]] == ["new"]
+    assert r["lost_on_restart"] == [{"correlation_id": "lost", "symbol": "BTCUSDT", "_log_ts": 1795835040.0,
+                                     "age_s": 10.0}]
+    assert r["last_preflight"] == {"event": "PREFLIGHT", "paper_trading": True, "_log_ts": 1795835045.0}

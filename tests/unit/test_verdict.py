@@ -128,3 +128,11 @@ def test_a_missing_playbook_falls_back_to_the_manual_step():
     assert "docker compose up -d auto-executor" in v["recommended"]["action"]
     v = decide(checks(executor={"running": False}), available_playbooks=["mitigate_restart_executor.yml"])
     assert v["recommended"]["playbook"] == "mitigate_restart_executor.yml"
+
+
+def test_orders_lost_on_restart_are_reported_but_never_primary():
+    lost = [{"correlation_id": "c-lost", "symbol": "BTCUSDT", "age_s": 400}]
+    v = decide(checks(executor={"lost_on_restart": lost}))
+    assert v["primary"] == "HEALTHY"
+    assert [(f["code"], f["severity"]) for f in v["findings"]] == [("ORDERS_LOST_ON_RESTART", "info")]
+    assert v["findings"][0]["evidence"] == ["correlation_id c-lost (BTCUSDT)"]
