@@ -225,78 +225,31 @@ streams:
             - {name: auto-executor-3f2a, pending: 0, idle_ms: 1200, inactive_ms: null, idle: false}
 """
 
-import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.quantum.runbooks.plugins.module_utils.docker_sdk import (
-    DOCKER_IMPORT_ERROR,
-    HAS_DOCKER,
-    DockerException,
-    docker_client,
+from ansible_collections.quantum.runbooks.plugins.module_utils.docker_sdk import DOCKER_IMPORT_ERROR, HAS_DOCKER
+from ansible_collections.quantum.runbooks.plugins.module_utils.redis_connect import (
+    CONNECTION_SPEC,
+    HAS_REDIS,
+    REDIS_IMPORT_ERROR,
+    container_target,
+    redis,
+    redis_client,
 )
 from ansible_collections.quantum.runbooks.plugins.module_utils.redis_streams import (
     DEFAULT_IDLE_AFTER_MS,
     DEFAULT_STREAMS,
-    ContainerUnavailable,
     mask_url,
-    one_line,
     probe,
-    resolve_container_url,
     url_password,
 )
 
-try:
-    import redis
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
-    HAS_REDIS = True
-    REDIS_IMPORT_ERROR = None
-except ImportError:
-    HAS_REDIS = False
-    REDIS_IMPORT_ERROR = traceback.format_exc()
-
-
 ARGUMENT_SPEC = dict(
-    url=dict(type="str"),
-    container=dict(type="str", default="quantum_redis"),
-    port=dict(type="int", default=6379),
+    CONNECTION_SPEC,
     streams=dict(type="list", elements="str", default=list(DEFAULT_STREAMS)),
     idle_after_ms=dict(type="int", default=DEFAULT_IDLE_AFTER_MS),
-    timeout=dict(type="float", default=3.0),
-    docker_host=dict(type="str", default="unix:///var/run/docker.sock"),
 )
-
-
-def redis_client(url, timeout):
-    """A client that never retries and bounds every connect and read by ``timeout``."""
-    return redis.Redis.from_url(
-        url,
-        decode_responses=True,
-        socket_connect_timeout=timeout,
-        socket_timeout=timeout,
-        retry_on_timeout=False,
-        retry=Retry(NoBackoff(), 0),
-        health_check_interval=0,
-    )
-
-
-def container_target(params):
-    """(url, container_state, error) for O(container) mode; never raises."""
-    try:
-        client = docker_client(params["docker_host"], params["timeout"])
-    except DockerException as err:
-        return None, None, one_line(f"cannot reach Docker at {params['docker_host']}: {err}")
-    try:
-        url = resolve_container_url(params["container"], params["port"], client)
-        return url, "running", None
-    except ContainerUnavailable as err:
-        return None, err.state, one_line(str(err))
-    except (DockerException, OSError) as err:
-        return None, None, one_line(f"cannot inspect container {params['container']} "
-                                    f"via {params['docker_host']}: {err}")
-    finally:
-        client.close()
 
 
 def run(params):

@@ -94,6 +94,12 @@ def test_gate_decision(intent, expected):
     assert ex.gate_decision(intent, POLICY) == expected
 
 
+def test_persisted_kill_switch_in_the_policy_blocks_everything():
+    allowed = {"symbol": "BTCUSDT", "quantity": "0.002", "price": "60000"}
+    assert ex.gate_decision(allowed, dict(POLICY, kill_switch=True)) == "KILL_SWITCH"
+    assert ex.gate_decision(allowed, dict(POLICY, kill_switch=False)) is None
+
+
 def test_policy_file_defaults_reload_and_bad_json(tmp_path, capsys):
     path = tmp_path / "policy.json"
     policy = ex.PolicyFile(str(path))

@@ -126,6 +126,8 @@ def client_order_id(prefix, correlation_id):
 
 def gate_decision(intent, policy):
     """Return None when the intent may go out, else the GATE_BLOCKED reason."""
+    if policy.get("kill_switch"):  # the persisted emergency stop (survives a Redis restart)
+        return "KILL_SWITCH"
     if intent["symbol"] not in policy["allowed_symbols"]:
         return "SYMBOL_NOT_ALLOWED"
     if float(intent["quantity"]) * float(intent["price"]) > float(policy["max_notional_usdt"]):
