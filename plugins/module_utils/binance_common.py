@@ -7,19 +7,26 @@
 * ``make_client(params)``: a python-binance 1.0.37 ``Client`` pointed at ``futures_url`` per instance
   (the library's class attributes are never patched), with ``ping=False`` and the timeout on every request;
 * ``redact(text, secrets)``: strips keys, secrets and ``signature=...`` from any text (requests' exception
-  messages quote the signed URL).
+  messages quote the signed URL);
+* ``call_bounded(func, limit)``: a hard deadline per call (requests' timeout is per socket operation);
+* ``connection_kind(exc)``: refused / dns / tls / timeout / other for a requests connection error;
+* ``container_settings(name)`` and ``apply_settings(params, env)``: the trading settings and keys of the
+  running executor container (``docker inspect``, no exec), as the modules' ``settings_from_container``.
 """
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
+import subprocess
+import threading
 import traceback
 from urllib.parse import quote, quote_plus
 
 from ansible.module_utils.basic import env_fallback
 
 try:
-    import requests  # noqa: F401 - python-binance's transport; its exceptions are caught by callers
+    import requests  # python-binance's transport; its exceptions are caught by callers
     HAS_REQUESTS = True
     REQUESTS_IMPORT_ERROR = None
 except ImportError:
@@ -111,3 +118,88 @@ def redact(text, secrets=()):
         text = text.replace(variant, REDACTED)
     text = _SIGNATURE.sub(r"\1" + REDACTED, text)
     return _APIKEY_HEADER.sub(r"\1" + REDACTED, text)
+
+
+class CallOverrun(Exception):
+    """A call outlived its hard deadline (requests' timeout is per socket operation, not per call)."""
+
+
+def call_bounded(func, limit):
+    """Run func() in a daemon thread; its result, its exception, or CallOverrun after `limit` seconds."""
+    box = {}
+
+    def run():
+        try:
+            box["value"] = func()
+        except BaseException as exc:  # handed to the caller
+            box["error"] = exc
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(limit)
+    if worker.is_alive():
+        raise CallOverrun("no answer within %.1f s" % limit)
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+def connection_kind(exc):
+    """refused, dns, tls, timeout or other, for a requests ConnectionError."""
+    if isinstance(exc, requests.exceptions.SSLError):
+        return "tls"
+    text = str(exc).lower()
+    if "refused" in text:
+        return "refused"
+    if "resolve" in text or "name or service" in text or "nodename" in text or "getaddrinfo" in text:
+        return "dns"
+    if "timed out" in text:
+        return "timeout"
+    return "other"
+
+
+# ---------------------------------------------------------------- settings of the running executor
+
+MODE_KEYS = ("BINANCE_USE_TESTNET", "PAPER_TRADING")
+SETTING_KEYS = MODE_KEYS + ("BINANCE_FUTURES_URL", "BINANCE_FUTURES_TESTNET_URL", "BINANCE_API_KEY",
+                            "BINANCE_API_SECRET", "EXECUTOR_CLIENT_ORDER_PREFIX")
+SECRET_KEYS = ("BINANCE_API_KEY", "BINANCE_API_SECRET")
+
+
+def truthy(value):
+    return str(value).strip().lower() in ("true", "1", "yes")
+
+
+def container_settings(name):
+    """(state, {setting: value}) of a container, read with `docker inspect` (no exec into it).
+
+    The state is ``missing`` when the container does not exist or the docker CLI cannot answer.
+    """
+    try:
+        res = subprocess.run(["docker", "inspect", "--format", "{{json .State.Status}} {{json .Config.Env}}", name],
+                             capture_output=True, text=True, timeout=15)
+    except (OSError, subprocess.TimeoutExpired):
+        return "missing", {}
+    if res.returncode != 0:
+        return "missing", {}
+    state, _, env_json = res.stdout.strip().partition(" ")
+    pairs = (item.split("=", 1) for item in json.loads(env_json or "[]") if "=" in item)
+    return json.loads(state), {k: v for k, v in pairs if k in SETTING_KEYS}
+
+
+def apply_settings(params, env):
+    """(effective params, the container's own futures URL) from a container's settings ``env``.
+
+    The personality follows the container's ``BINANCE_USE_TESTNET``; keys are taken from it only when
+    ``api_key`` / ``api_secret`` are not given. The URL the container uses (for example
+    ``http://binance-sim:8081/fapi``) may not resolve on the Ansible target, so ``futures_url`` (mainnet)
+    or ``futures_testnet_url`` (testnet) override it there.
+    """
+    testnet = truthy(env.get("BINANCE_USE_TESTNET", params["testnet"]))
+    container_url = env.get("BINANCE_FUTURES_TESTNET_URL" if testnet else "BINANCE_FUTURES_URL")
+    target_url = params.get("futures_testnet_url") if testnet else params.get("futures_url")
+    effective = dict(params, testnet=testnet,
+                     api_key=params.get("api_key") or env.get("BINANCE_API_KEY"),
+                     api_secret=params.get("api_secret") or env.get("BINANCE_API_SECRET"),
+                     futures_url=target_url or container_url)
+    return effective, container_url

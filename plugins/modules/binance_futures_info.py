@@ -384,10 +384,17 @@ from ansible_collections.quantum.runbooks.plugins.module_utils.binance_common im
     BINANCE_IMPORT_ERROR,
     HAS_BINANCE,
     HAS_REQUESTS,
+    MODE_KEYS,
     REQUESTS_IMPORT_ERROR,
+    SECRET_KEYS,
+    CallOverrun,
+    apply_settings,
     binance_argument_spec,
     binance_library,
+    call_bounded,
     check_params,
+    connection_kind,
+    container_settings,
     futures_endpoint,
     make_client,
     redact,
@@ -404,30 +411,6 @@ SIGNED = ("account", "open_orders")
 REJECTED_CODES = (-2015, -2014, -1022)
 ORDER_FIELDS = ("symbol", "orderId", "clientOrderId", "side", "type", "price", "origQty", "executedQty", "status",
                 "time")
-
-
-class CallOverrun(Exception):
-    """A call outlived its hard deadline (requests' timeout is per socket operation, not per call)."""
-
-
-def call_bounded(func, limit):
-    """Run func() in a daemon thread; its result, its exception, or CallOverrun after `limit` seconds."""
-    box = {}
-
-    def run():
-        try:
-            box["value"] = func()
-        except BaseException as exc:  # handed to the caller
-            box["error"] = exc
-
-    worker = threading.Thread(target=run, daemon=True)
-    worker.start()
-    worker.join(limit)
-    if worker.is_alive():
-        raise CallOverrun("no answer within %.1f s" % limit)
-    if "error" in box:
-        raise box["error"]
-    return box.get("value")
 
 
 # ---------------------------------------------------------------- container probe
@@ -517,19 +500,6 @@ def guard(host, params):
         return blank("unreachable", error_kind=host.get("error_kind"),
                      reason="not attempted: GET /v1/time got no HTTP answer (%s)" % host.get("error_kind"))
     return None
-
-
-def connection_kind(exc):
-    if isinstance(exc, requests.exceptions.SSLError):
-        return "tls"
-    text = str(exc).lower()
-    if "refused" in text:
-        return "refused"
-    if "resolve" in text or "name or service" in text or "nodename" in text or "getaddrinfo" in text:
-        return "dns"
-    if "timed out" in text:
-        return "timeout"
-    return "other"
 
 
 class Tracker:
@@ -710,41 +680,17 @@ def run_checks(params):
     return result
 
 
-MODE_KEYS = ("BINANCE_USE_TESTNET", "PAPER_TRADING")
-SETTING_KEYS = MODE_KEYS + ("BINANCE_FUTURES_URL", "BINANCE_FUTURES_TESTNET_URL",
-                            "BINANCE_API_KEY", "BINANCE_API_SECRET")
-
-
-def truthy(value):
-    return str(value).strip().lower() in ("true", "1", "yes")
-
-
-def container_settings(name):
-    """(state, {setting: value}) of a container, read with `docker inspect` (no exec into it)."""
-    res = subprocess.run(["docker", "inspect", "--format", "{{json .State.Status}} {{json .Config.Env}}", name],
-                         capture_output=True, text=True, timeout=15)
-    if res.returncode != 0:
-        return "missing", {}
-    state, _, env_json = res.stdout.strip().partition(" ")
-    pairs = (item.split("=", 1) for item in json.loads(env_json or "[]") if "=" in item)
-    return json.loads(state), {k: v for k, v in pairs if k in SETTING_KEYS}
-
-
 def apply_container_settings(module, p):
     """Effective parameters from the running container; the extra results (no secrets) to return."""
     state, env = container_settings(p["settings_from_container"])
-    for key in ("BINANCE_API_KEY", "BINANCE_API_SECRET"):
+    for key in SECRET_KEYS:
         if env.get(key):
             module.no_log_values.add(env[key])
-    testnet = truthy(env.get("BINANCE_USE_TESTNET", p["testnet"]))
-    url_key = "BINANCE_FUTURES_TESTNET_URL" if testnet else "BINANCE_FUTURES_URL"
-    effective = dict(p, testnet=testnet,
-                     api_key=p.get("api_key") or env.get("BINANCE_API_KEY"),
-                     api_secret=p.get("api_secret") or env.get("BINANCE_API_SECRET"),
-                     container_futures_url=p.get("container_futures_url") or env.get(url_key),
-                     container=p.get("container") or (p["settings_from_container"] if state == "running" else None))
-    effective["futures_url"] = (p.get("futures_testnet_url") if testnet else p.get("futures_url")) \
-        or effective["container_futures_url"]
+    effective, container_url = apply_settings(p, env)
+    effective["container_futures_url"] = p.get("container_futures_url") or container_url
+    effective["container"] = p.get("container") or (p["settings_from_container"] if state == "running" else None)
+    if not (p.get("futures_testnet_url") if effective["testnet"] else p.get("futures_url")):
+        effective["futures_url"] = effective["container_futures_url"]
     return effective, {"settings_container_state": state,
                        "running_env": {k: env[k] for k in MODE_KEYS if k in env}}
 

@@ -257,3 +257,98 @@ def test_refuses_to_start_without_keys():
     env = {k: v for k, v in os.environ.items() if not k.startswith("SIM_")}
     res = subprocess.run([sys.executable, str(SIM)], env=env, capture_output=True, text=True, timeout=10)
     assert res.returncode == 2 and "SIM_MAINNET_API_KEY" in res.stderr
+
+
+def test_countdown_cancel_all(sim):
+    c = sim.client()
+    answer = c.futures_countdown_cancel_all(symbol="BTCUSDT", countdownTime=60000)
+    assert answer == {"symbol": "BTCUSDT", "countdownTime": "60000"}  # a string, as Binance sends it
+    assert weight(c) == 10
+    armed = sim.ctl("GET", "/_sim/state")[1]["countdowns"]
+    assert armed["mainnet"] == {} and armed["testnet"]["BTCUSDT"]["countdown_ms"] == 60000
+    assert 55000 < armed["testnet"]["BTCUSDT"]["remaining_ms"] <= 60000
+    assert c.futures_countdown_cancel_all(symbol="BTCUSDT", countdownTime=0)["countdownTime"] == "0"
+    assert sim.ctl("GET", "/_sim/state")[1]["countdowns"]["testnet"] == {}
+    e = api_error(c.futures_countdown_cancel_all, symbol="BTCUSDT")
+    assert e.code == -1102
+    # expiry cancels every open order of that symbol only; a refresh (heartbeat) replaces the timer
+    btc, eth = sim.seed(), sim.seed(symbol="ETHUSDT", price="2500")
+    c.futures_countdown_cancel_all(symbol="BTCUSDT", countdownTime=1500)
+    time.sleep(0.9)
+    c.futures_countdown_cancel_all(symbol="BTCUSDT", countdownTime=1500)
+    time.sleep(0.9)  # past the first deadline, before the refreshed one
+    assert c.futures_get_order(symbol="BTCUSDT", orderId=btc["orderId"])["status"] == "NEW"  # refreshed in time
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and c.futures_get_open_orders(symbol="BTCUSDT"):
+        time.sleep(0.05)
+    assert c.futures_get_order(symbol="BTCUSDT", orderId=btc["orderId"])["status"] == "CANCELED"
+    assert [o["orderId"] for o in c.futures_get_open_orders()] == [eth["orderId"]]
+    state = sim.ctl("GET", "/_sim/state")[1]
+    assert state["countdowns"]["testnet"] == {}
+    assert state["personalities"]["testnet"]["countdowns_fired"] == [
+        {"symbol": "BTCUSDT", "ts": state["personalities"]["testnet"]["countdowns_fired"][0]["ts"], "cancelled": 1}]
+    c.futures_countdown_cancel_all(symbol="ETHUSDT", countdownTime=60000)
+    sim.ctl("POST", "/_sim/reset")
+    assert sim.ctl("GET", "/_sim/state")[1]["countdowns"]["testnet"] == {}
+
+
+def test_next_fault_429_then_healthy(sim):
+    c = sim.client()
+    state = sim.ctl("POST", "/_sim/faults/next", {"after": 1, "status": 429, "count": 2, "retry_after": 3})[1]
+    assert state["next_fault"] == {"after": 1, "status": 429, "count": 2, "retry_after": 3}
+    assert c.futures_time()["serverTime"] > 0  # unsigned requests do not count
+    c.futures_account()  # the one signed request let through
+    for _ in range(2):
+        e = api_error(c.futures_get_open_orders)
+        assert (e.status_code, e.code, e.response.headers["Retry-After"]) == (429, -1003, "3")
+    c.futures_get_open_orders()
+    assert sim.ctl("GET", "/_sim/state")[1]["next_fault"] is None
+
+
+def test_next_fault_503_takes_effect(sim):
+    order = sim.seed()
+    c = sim.client()
+    sim.ctl("POST", "/_sim/faults/next", {"status": 503})
+    e = api_error(c.futures_cancel_order, symbol="BTCUSDT", orderId=order["orderId"])
+    assert (e.status_code, e.code, e.message) == (
+        503, -1000, "Unknown error, please check your request or try again later.")
+    assert c.futures_get_order(symbol="BTCUSDT", orderId=order["orderId"])["status"] == "CANCELED"
+
+
+def test_next_fault_validation_and_clearing(sim):
+    for bad in ({"status": 500}, {"status": 429, "count": 0}, {"status": 429, "after": -1}, {}):
+        assert sim.ctl("POST", "/_sim/faults/next", bad)[0] == 400
+    sim.ctl("POST", "/_sim/faults/next", {"after": 5, "status": 418})
+    assert sim.ctl("GET", "/_sim/state")[1]["next_fault"]["retry_after"] == 120
+    sim.faults()  # setting faults clears it
+    assert sim.ctl("GET", "/_sim/state")[1]["next_fault"] is None
+    sim.ctl("POST", "/_sim/faults/next", {"status": 418})
+    sim.ctl("POST", "/_sim/reset")
+    assert sim.ctl("GET", "/_sim/state")[1]["next_fault"] is None
+    assert sim.client().futures_account()["canTrade"] is True
+
+
+def test_partial_fill_rests_and_cancels_with_its_fill(sim):
+    order = sim.seed(quantity="0.01")
+    assert sim.ctl("POST", "/_sim/orders/fill", {"order_ids": [order["orderId"]], "quantity": "0.004"})[1] == {
+        "filled": 1}
+    c = sim.client()
+    [rest] = c.futures_get_open_orders()
+    assert (rest["status"], rest["executedQty"], rest["avgPrice"]) == ("PARTIALLY_FILLED", "0.004", "50000")
+    assert c.futures_position_information()[0]["positionAmt"] == "0.004"
+    cancelled = c.futures_cancel_order(symbol="BTCUSDT", orderId=order["orderId"])
+    assert (cancelled["status"], cancelled["executedQty"]) == ("CANCELED", "0.004")
+    assert sim.ctl("POST", "/_sim/orders/fill", {"order_ids": [12345]})[0] == 400
+
+
+def test_request_log_has_no_secrets(sim):
+    c = sim.client()
+    c.futures_cancel_orders(symbol="BTCUSDT", orderidlist=[1, 2])
+    [entry] = [r for r in sim.ctl("GET", "/_sim/requests")[1] if r["path"] == "/fapi/v1/batchOrders"]
+    assert entry["method"] == "DELETE" and entry["status"] == 200 and entry["personality"] == "testnet"
+    assert entry["params"] == {"symbol": "BTCUSDT", "orderidlist": "[1,2]"}
+    text = json.dumps(sim.ctl("GET", "/_sim/requests")[1])
+    assert "signature" not in text and all(s not in text for s in KEYS["testnet"])
+    assert sim.ctl("GET", "/_sim/requests?personality=mainnet")[1] == []
+    sim.ctl("POST", "/_sim/reset")
+    assert sim.ctl("GET", "/_sim/requests")[1] == []

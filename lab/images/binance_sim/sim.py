@@ -57,6 +57,10 @@ MSG_1003_429 = ("Too many requests; current limit is %d requests per minute. "
                 "Please use the websocket for live updates to avoid polling the API.")
 MSG_1003_418 = "Way too many requests; IP(%s) banned until %d. Please use the websocket for live updates to avoid bans."
 MSG_1102 = "Mandatory parameter '%s' was not sent, was empty/null, or malformed."
+MSG_503_UNKNOWN = "Unknown error, please check your request or try again later."
+OPEN = ("NEW", "PARTIALLY_FILLED")  # statuses that rest in the book and can be cancelled
+NEXT_FAULT_STATUSES = (418, 429, 503)
+REQUEST_LOG_MAX = 2000
 
 
 LOG_LOCK = threading.Lock()
@@ -181,18 +185,20 @@ class Book:
         self.next_id = 8_000_000_001 if name == "mainnet" else 4_000_000_001
         self.weights = {}  # ip -> {epoch second: weight}
         self.order_times = deque()  # ms of accepted new orders in the last minute
+        self.countdowns = {}  # symbol -> {"countdown_ms", "deadline" (monotonic), "timer"}
+        self.countdowns_fired = deque(maxlen=100)  # {"symbol", "ts", "cancelled"} per expiry
 
     def new_id(self):
         self.next_id += 1
         return self.next_id
 
     def open_orders(self, symbol=None):
-        return [o for o in self.orders.values() if o.status == "NEW" and symbol in (None, o.symbol)]
+        return [o for o in self.orders.values() if o.status in OPEN and symbol in (None, o.symbol)]
 
     def store(self, order):
         self.orders[order.order_id] = order
         while len(self.orders) > MAX_RECORDS:  # drop the oldest closed order, else the oldest one
-            victim = next((i for i, o in self.orders.items() if o.status != "NEW"), next(iter(self.orders)))
+            victim = next((i for i, o in self.orders.items() if o.status not in OPEN), next(iter(self.orders)))
             del self.orders[victim]
 
     def find(self, symbol, order_id=None, client_id=None):
@@ -224,9 +230,14 @@ class Book:
         return sum(1 for t in self.order_times if t > now - 10000), len(self.order_times)
 
     # -- fills: move the position, book commission and realized PnL
-    def fill(self, order, price, ts):
-        order.status, order.executed, order.avg, order.update_time = "FILLED", order.qty, price, ts
-        signed = order.qty if order.side == "BUY" else -order.qty
+    def fill(self, order, price, ts, qty=None):
+        """Fill `qty` (default: the rest) of the order at `price`; a remainder leaves it PARTIALLY_FILLED."""
+        qty = min(qty or order.qty - order.executed, order.qty - order.executed)
+        order.avg = (order.avg * order.executed + price * qty) / (order.executed + qty)
+        order.executed += qty
+        order.status = "FILLED" if order.executed == order.qty else "PARTIALLY_FILLED"
+        order.update_time = ts
+        signed = qty if order.side == "BUY" else -qty
         pos = self.positions[order.symbol]
         realized = None
         new_amt = pos.amt + signed
@@ -238,17 +249,17 @@ class Book:
             elif (new_amt > 0) != (pos.amt > 0):  # flipped: the remainder opens at the fill price
                 pos.entry = price
         else:
-            pos.entry = (pos.entry * abs(pos.amt) + price * order.qty) / abs(new_amt)
+            pos.entry = (pos.entry * abs(pos.amt) + price * qty) / abs(new_amt)
         pos.amt, pos.update_time = new_amt, ts
         trade_id = self.new_id()
-        commission = price * order.qty * COMMISSION_RATE
+        commission = price * qty * COMMISSION_RATE
         self.record(order.symbol, "COMMISSION", -commission, ts, trade_id)
         if realized is not None:
             self.record(order.symbol, "REALIZED_PNL", realized, ts, trade_id)
         self.trades.append({
             "buyer": order.side == "BUY", "commission": fmt(commission), "commissionAsset": "USDT",
-            "id": trade_id, "maker": False, "orderId": order.order_id, "price": fmt(price), "qty": fmt(order.qty),
-            "quoteQty": fmt(price * order.qty), "realizedPnl": fmt(realized or Decimal(0)), "side": order.side,
+            "id": trade_id, "maker": False, "orderId": order.order_id, "price": fmt(price), "qty": fmt(qty),
+            "quoteQty": fmt(price * qty), "realizedPnl": fmt(realized or Decimal(0)), "side": order.side,
             "positionSide": "BOTH", "symbol": order.symbol, "time": ts, "marginAsset": "USDT",
         })
 
@@ -257,10 +268,21 @@ class Book:
         self.income.append({"symbol": symbol, "incomeType": kind, "income": fmt(amount), "asset": "USDT",
                             "info": kind, "time": ts, "tranId": self.new_id(), "tradeId": str(trade_id)})
 
+    def stop_countdowns(self):
+        for armed in self.countdowns.values():
+            armed["timer"].cancel()
+        self.countdowns.clear()
+
+    def armed_countdowns(self):
+        now = time.monotonic()
+        return {sym: {"countdown_ms": a["countdown_ms"], "remaining_ms": max(0, int((a["deadline"] - now) * 1000))}
+                for sym, a in sorted(self.countdowns.items())}
+
     def counts(self):
         return {"open_orders": len(self.open_orders()), "orders_total": len(self.orders),
                 "positions": sum(1 for p in self.positions.values() if p.amt != 0), "income": len(self.income),
-                "trades": len(self.trades), "used_weight": self.used_weight()}
+                "trades": len(self.trades), "used_weight": self.used_weight(),
+                "countdowns": self.armed_countdowns(), "countdowns_fired": list(self.countdowns_fired)}
 
 
 class Sim:
@@ -272,11 +294,16 @@ class Sim:
         self.faults = set()
         self.held = 0  # requests parked by binance_timeout
         self.servers = {}  # personality -> ThreadingHTTPServer while listening
+        self.next_fault = None  # {"after", "status", "count", "retry_after"}: see take_next_fault
+        self.requests = deque(maxlen=REQUEST_LOG_MAX)  # API requests, for tests (no keys, no signatures)
         self.books = {}
         self.reset_books()
 
     def reset_books(self):
+        for book in self.books.values():
+            book.stop_countdowns()
         self.books = {name: Book(name, *self.keys[name]) for name in PORTS}
+        self.requests.clear()
 
     def offset_ms(self):
         return CLOCK_SKEW_MS if "clock_skew" in self.faults else 0
@@ -287,8 +314,57 @@ class Sim:
     def set_faults(self, faults):
         with self.lock:
             self.faults = set(faults)
+            self.next_fault = None  # setting faults (a reset too) also clears a pending one-shot fault
             self.fault_changed.notify_all()  # wakes requests held by binance_timeout
         self.sync_listeners()
+
+    def take_next_fault(self):
+        """The HTTP status a signed request must get from the pending /_sim/faults/next fault, or None.
+
+        The first `after` signed requests pass, the next `count` get `status`; then the fault is gone.
+        """
+        with self.lock:
+            nf = self.next_fault
+            if nf is None:
+                return None
+            if nf["after"] > 0:
+                nf["after"] -= 1
+                return None
+            nf["count"] -= 1
+            if nf["count"] <= 0:
+                self.next_fault = None
+            return nf
+
+    def arm_countdown(self, book, symbol, countdown_ms):
+        """countdownCancelAll: (re)start the symbol's timer; 0 stops it. Called under self.lock."""
+        armed = book.countdowns.pop(symbol, None)
+        if armed:
+            armed["timer"].cancel()
+        if countdown_ms == 0:
+            return
+        timer = threading.Timer(countdown_ms / 1000.0, self.fire_countdown)
+        timer.args = (book, symbol, timer)  # fire_countdown ignores a timer that was replaced meanwhile
+        timer.daemon = True
+        book.countdowns[symbol] = {"countdown_ms": countdown_ms, "timer": timer,
+                                   "deadline": time.monotonic() + countdown_ms / 1000.0}
+        timer.start()
+
+    def fire_countdown(self, book, symbol, timer):
+        with self.lock:
+            armed = book.countdowns.get(symbol)
+            if armed is None or armed["timer"] is not timer:
+                return
+            del book.countdowns[symbol]
+            cancelled = [cancel(self, o)["orderId"] for o in book.open_orders(symbol)]
+            book.countdowns_fired.append({"symbol": symbol, "ts": self.server_ms(), "cancelled": len(cancelled)})
+        log("WARN", "COUNTDOWN_FIRED", personality=book.name, symbol=symbol, cancelled=cancelled)
+
+    def record_request(self, personality, method, path, status, code, params):
+        hidden = ("signature", "timestamp", "recvWindow")
+        with self.lock:
+            self.requests.append({"ts": self.server_ms(), "personality": personality, "method": method,
+                                  "path": path, "status": status, "code": code,
+                                  "params": {k: v for k, v in params.items() if k not in hidden}})
 
     def sync_listeners(self):
         """binance_down closes the API listening sockets; clearing it reopens them."""
@@ -325,6 +401,8 @@ class Sim:
             return {"faults": sorted(self.faults), "clock_offset_ms": self.offset_ms(),
                     "orders": {n: c["open_orders"] for n, c in per.items()},
                     "listening": {n: n in self.servers for n in PORTS}, "held_requests": self.held,
+                    "next_fault": dict(self.next_fault) if self.next_fault else None,
+                    "countdowns": {n: c["countdowns"] for n, c in per.items()},
                     "personalities": per}
 
 
@@ -422,7 +500,7 @@ def r_get_order(sim, book, p):
 def r_cancel_order(sim, book, p):
     unknown = ApiError(-2011, "Unknown order sent.")
     order = lookup(book, p, unknown)
-    if order.status != "NEW":
+    if order.status not in OPEN:
         raise unknown
     return cancel(sim, order)
 
@@ -454,11 +532,22 @@ def r_batch_cancel(sim, book, p):
             order = book.find(sym, int(item)) if ids is not None else book.find(sym, client_id=str(item))
         except (TypeError, ValueError):
             order = None
-        if order is None or order.status != "NEW":
+        if order is None or order.status not in OPEN:
             out.append({"code": -2011, "msg": "Unknown order sent."})
         else:
             out.append(cancel(sim, order))
     return out
+
+
+def r_countdown(sim, book, p):
+    """Auto-cancel all open orders of the symbol when no new call arrives within countdownTime ms."""
+    sym = symbol_of(p)
+    countdown_ms = opt_int(p, "countdownTime")
+    if countdown_ms is None or countdown_ms < 0:
+        raise missing("countdownTime")
+    sim.arm_countdown(book, sym, countdown_ms)
+    log("INFO", "COUNTDOWN_SET", personality=book.name, symbol=sym, countdown_ms=countdown_ms)
+    return {"symbol": sym, "countdownTime": str(countdown_ms)}  # a string, as Binance sends it
 
 
 def position_numbers(sym, pos):
@@ -584,6 +673,7 @@ ROUTES = {
     ("GET", "/fapi/v1/allOrders"): (5, True, r_all_orders),
     ("DELETE", "/fapi/v1/allOpenOrders"): (1, True, r_cancel_all),
     ("DELETE", "/fapi/v1/batchOrders"): (1, True, r_batch_cancel),
+    ("POST", "/fapi/v1/countdownCancelAll"): (10, True, r_countdown),
     ("GET", "/fapi/v2/positionRisk"): (5, True, r_position_risk(2)),
     ("GET", "/fapi/v3/positionRisk"): (5, True, r_position_risk(3)),
     ("GET", "/fapi/v2/account"): (5, True, r_account(2)),
@@ -660,6 +750,14 @@ class JsonHandler(BaseHTTPRequestHandler):
             status=status, code=code, personality=self.personality)
 
 
+def limit_error(sim, status, ip, retry_after):
+    """-1003 as a 429 (rate limited) or a 418 (IP banned until now + Retry-After)."""
+    if status == 418:
+        until = sim.server_ms() + retry_after * 1000
+        return ApiError(-1003, MSG_1003_418 % (ip, until), 418, {"Retry-After": retry_after})
+    return ApiError(-1003, MSG_1003_429 % WEIGHT_LIMIT, 429, {"Retry-After": retry_after})
+
+
 def api_handler(sim, name):
     class ApiHandler(JsonHandler):
         personality = name
@@ -681,15 +779,19 @@ def api_handler(sim, name):
             with sim.lock:
                 used = book.add_weight(self.client_address[0], weight)
             headers = {"X-MBX-USED-WEIGHT-1M": used}
+            status, code = 200, None
             try:
                 payload = self.run(route, book, params, url.query, raw_body, used, headers)
                 self.reply(200, payload, headers)
             except ApiError as e:
+                status, code = e.status, e.code
                 self.reply(e.status, {"code": e.code, "msg": e.msg}, {**headers, **e.headers}, e.code)
             except Exception as e:  # a simulator bug: answer like Binance's 5xx rather than hang up
                 log("ERROR", "HANDLER_ERROR", path=url.path, error=repr(e))
+                status, code = 500, -1000
                 self.reply(500, {"code": -1000, "msg": "An unknown error occured while processing the request."},
                            headers, -1000)
+            sim.record_request(name, self.command, url.path, status, code, params)
 
         def run(self, route, book, params, raw_query, raw_body, used, headers):
             if "binance_timeout" in sim.faults:
@@ -697,24 +799,34 @@ def api_handler(sim, name):
                 raise ApiError(-1007, "Timeout waiting for response from backend server. "
                                       "Send status unknown; execution status unknown.", 503)
             if "binance_418" in sim.faults:
-                until = sim.server_ms() + RETRY_AFTER_418 * 1000
-                raise ApiError(-1003, MSG_1003_418 % (self.client_address[0], until), 418,
-                               {"Retry-After": RETRY_AFTER_418})
+                raise limit_error(sim, 418, self.client_address[0], RETRY_AFTER_418)
             if "binance_429" in sim.faults:
-                raise ApiError(-1003, MSG_1003_429 % WEIGHT_LIMIT, 429, {"Retry-After": RETRY_AFTER_429})
+                raise limit_error(sim, 429, self.client_address[0], RETRY_AFTER_429)
             if used > WEIGHT_LIMIT:
                 retry = 60 - int(time.time()) % 60  # simplification: until the next minute boundary
                 raise ApiError(-1003, MSG_1003_429 % WEIGHT_LIMIT, 429, {"Retry-After": retry})
             if route is None:
                 raise ApiError(-1000, "An unknown error occured while processing the request.", 404)
             _, signed, func = route
+            injected = sim.take_next_fault() if signed else None
+            if injected is not None:
+                log("WARN", "FAULT_INJECTED", path=urlsplit(self.path).path, status=injected["status"])
+            if injected is not None and injected["status"] in (418, 429):
+                raise limit_error(sim, injected["status"], self.client_address[0], injected["retry_after"])
             with sim.lock:
-                if signed:
-                    authenticate(sim, book, self.headers, params, raw_query, raw_body)
-                if func is r_new_order:
-                    ten_s, one_m = book.count_order()
-                    headers.update({"X-MBX-ORDER-COUNT-10S": ten_s, "X-MBX-ORDER-COUNT-1M": one_m})
-                return func(sim, book, params)
+                try:
+                    if signed:
+                        authenticate(sim, book, self.headers, params, raw_query, raw_body)
+                    if func is r_new_order:
+                        ten_s, one_m = book.count_order()
+                        headers.update({"X-MBX-ORDER-COUNT-10S": ten_s, "X-MBX-ORDER-COUNT-1M": one_m})
+                    payload = func(sim, book, params)
+                except ApiError:
+                    if injected is None:
+                        raise
+            if injected is not None:  # 503: the request took effect, but the answer says "unknown"
+                raise ApiError(-1000, MSG_503_UNKNOWN, 503)
+            return payload
 
     return ApiHandler
 
@@ -734,6 +846,17 @@ def control_handler(sim):
                 with sim.lock:
                     orders = {n: [o.to_json() for o in sim.books[n].orders.values()] for n in wanted}
                 return self.reply(200, orders[wanted[0]] if len(wanted) == 1 else orders)
+            if url.path == "/_sim/positions":  # open (non-zero) positions, without an API request
+                wanted = parse_qs(url.query).get("personality", ["testnet"])[0]
+                if wanted not in PORTS:
+                    return self.reply(400, {"error": "personality must be one of %s" % list(PORTS)})
+                with sim.lock:
+                    return self.reply(200, {sym: {"positionAmt": fmt(pos.amt), "entryPrice": fmt(pos.entry)}
+                                            for sym, pos in sim.books[wanted].positions.items() if pos.amt != 0})
+            if url.path == "/_sim/requests":
+                wanted = parse_qs(url.query).get("personality", list(PORTS))
+                with sim.lock:
+                    return self.reply(200, [r for r in sim.requests if r["personality"] in wanted])
             self.reply(404, {"error": "not found"})
 
         def do_PUT(self):
@@ -755,7 +878,19 @@ def control_handler(sim):
                 log("INFO", "RESET")
                 return self.reply(200, sim.state())
             if path == "/_sim/orders/fill":
-                return self.reply(200, {"filled": fill_resting(sim)})
+                try:
+                    return self.reply(200, {"filled": fill_resting(sim, self.json_body())})
+                except (KeyError, ValueError, TypeError, InvalidOperation) as e:
+                    return self.reply(400, {"error": "bad fill: %s" % e})
+            if path == "/_sim/faults/next":
+                try:
+                    spec = next_fault_spec(self.json_body())
+                except (KeyError, ValueError, TypeError) as e:
+                    return self.reply(400, {"error": "bad next fault: %s" % e})
+                with sim.lock:
+                    sim.next_fault = spec
+                log("INFO", "NEXT_FAULT_SET", **spec)
+                return self.reply(200, sim.state())
             if path == "/_sim/orders":
                 try:
                     return self.reply(200, seed_order(sim, self.json_body()))
@@ -792,15 +927,37 @@ def seed_order(sim, spec):
         return order.to_json()
 
 
-def fill_resting(sim):
-    """The market moved through every resting order: fill them at their limit price (heals stuck_orders)."""
+def fill_resting(sim, spec):
+    """The market moved through resting orders: fill them at their limit price (heals stuck_orders).
+
+    Without `order_ids` every resting order of every personality fills completely; with them (and
+    `personality`, default testnet) only those, by `quantity` each when given (a partial fill).
+    """
+    ids = spec.get("order_ids")
+    qty = Decimal(str(spec["quantity"])) if spec.get("quantity") is not None else None
+    if qty is not None and (not qty.is_finite() or qty <= 0):
+        raise ValueError("quantity must be positive")
     with sim.lock:
-        filled = 0
-        for book in sim.books.values():
-            for order in book.open_orders():
-                book.fill(order, order.price, sim.server_ms())
-                filled += 1
-        return filled
+        if ids is None:
+            targets = [(book, order) for book in sim.books.values() for order in book.open_orders()]
+        else:
+            book = sim.books[spec.get("personality", "testnet")]
+            targets = [(book, book.orders[int(i)]) for i in ids if book.orders[int(i)].status in OPEN]
+        for book, order in targets:
+            book.fill(order, order.price, sim.server_ms(), qty)
+        return len(targets)
+
+
+def next_fault_spec(spec):
+    """The one-shot fault of POST /_sim/faults/next, validated."""
+    status = int(spec["status"])
+    if status not in NEXT_FAULT_STATUSES:
+        raise ValueError("status must be one of %s" % list(NEXT_FAULT_STATUSES))
+    after, count = int(spec.get("after", 0)), int(spec.get("count", 1))
+    if after < 0 or count < 1:
+        raise ValueError("after must be >= 0 and count >= 1")
+    retry_after = int(spec.get("retry_after", RETRY_AFTER_418 if status == 418 else RETRY_AFTER_429))
+    return {"after": after, "status": status, "count": count, "retry_after": retry_after}
 
 
 def load_keys():

@@ -1,0 +1,90 @@
+"""Runbook quick fixes 2 and 3 on the lab: cancel stuck orders, emergency stop."""
+import json
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.lab
+
+ROOT = Path(__file__).resolve().parents[2]
+CONTROL = "http://127.0.0.1:18099"
+POLICY = ROOT / "lab" / "run" / "quantum_trader" / "config" / "execution_policy.json"
+
+
+def playbook(name, *extra, timeout=240):
+    cmd = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "inventory/lab.yml", f"playbooks/{name}",
+           *extra]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def control(path, body=None):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(CONTROL + path, data=data, method="POST" if data else "GET")
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        return json.loads(resp.read())
+
+
+def open_orders():
+    return sorted((o["orderId"], o["clientOrderId"]) for o in control("/_sim/orders?personality=testnet")
+                  if o["status"] in ("NEW", "PARTIALLY_FILLED"))
+
+
+@pytest.fixture
+def stuck(fault):
+    """Our stuck orders plus an old manual one; no new intents, so the set stays fixed."""
+    fault("stuck_orders")
+    fault("stuck_orders", "no_signals")
+    seeds = [("BTCUSDT", "50000", "manual-desk-1"), ("BTCUSDT", "50000", "qtx-seed-btc"),
+             ("ETHUSDT", "2500", "qtx-seed-eth")]  # ours on two symbols: two cancel calls at least
+    for symbol, price, cid in seeds:
+        control("/_sim/orders", {"symbol": symbol, "quantity": "0.01", "price": price, "age_s": 900,
+                                 "client_order_id": cid})
+    before = open_orders()
+    assert sum(1 for _, cid in before if cid.startswith("qtx-")) >= 2
+    return before
+
+
+def test_cancel_needs_confirmation_and_check_mode_changes_nothing(stuck):
+    res = playbook("mitigate_cancel_stuck_orders.yml")
+    assert res.returncode != 0 and "confirm=true" in res.stdout and open_orders() == stuck
+    res = playbook("mitigate_cancel_stuck_orders.yml", "--check", "--diff")
+    assert res.returncode == 0, res.stdout[-3000:]
+    assert "check mode: would cancel" in res.stdout and "manual-desk-1" in res.stdout  # the diff lists it as kept
+    assert open_orders() == stuck
+
+
+def signed_requests():
+    unsigned = ("/fapi/v1/time", "/fapi/v1/ping", "/fapi/v1/exchangeInfo")
+    return sum(1 for r in control("/_sim/requests?personality=testnet") if r["path"] not in unsigned)
+
+
+def test_cancel_429_mid_run_is_partial_then_the_rerun_finishes(stuck, tmp_path):
+    ours = [o for o in stuck if o[1].startswith("qtx-")]
+    # A check run makes the same reads (preflight, listing) without cancelling: let those and the
+    # first cancel through, then answer 429 with a Retry-After too long to wait out.
+    before = signed_requests()
+    assert playbook("mitigate_cancel_stuck_orders.yml", "--check").returncode == 0
+    reads = signed_requests() - before
+    control("/_sim/faults/next", {"after": reads + 1, "status": 429, "count": 5, "retry_after": 60})
+    audit = tmp_path / "audit.jsonl"
+    res = playbook("mitigate_cancel_stuck_orders.yml", "-e", "confirm=true", "-e", f"qt_audit_log={audit}")
+    assert res.returncode != 0, res.stdout[-3000:]
+    assert "PARTIAL" in res.stdout and "rate limited" in res.stdout, res.stdout[-3000:]
+    assert json.loads(audit.read_text().splitlines()[-1])["result"] == "partial"
+    urllib.request.urlopen(urllib.request.Request(CONTROL + "/_sim/faults", data=json.dumps(
+        {"faults": ["stuck_orders"]}).encode(), method="PUT"), timeout=5)  # clears the 429s
+    res = playbook("mitigate_cancel_stuck_orders.yml", "-e", "confirm=true", "-e", f"qt_audit_log={audit}")
+    assert res.returncode == 0, res.stdout[-3000:]
+    left = open_orders()
+    assert not [o for o in ours if o in left] and ("manual-desk-1" in [cid for _, cid in left])
+
+
+def test_countdown_is_armed_then_disarmed_when_the_executor_is_healthy(stuck):
+    res = playbook("mitigate_cancel_stuck_orders.yml", "-e", "confirm=true", "-e", "arm_countdown_cancel=true")
+    assert res.returncode == 0, res.stdout[-3000:]
+    assert "Arm Binance's countdownCancelAll" in res.stdout and "Disarm the countdown" in res.stdout
+    assert not any(control("/_sim/state")["countdowns"].values())  # nothing left armed
+    assert "stays armed" not in res.stdout
