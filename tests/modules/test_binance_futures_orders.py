@@ -506,3 +506,21 @@ def test_skewed_host_clock_does_not_matter(sim):
     r, failure = run(sim)
     assert failure is None and by_id(r)[order["orderId"]]["final_status"] == "CANCELED"
     assert 395 < r["targets"][0]["age_s"] < 410
+
+
+def test_diff_shows_open_orders_per_symbol_before_and_after():
+    now = 1_000_000_000
+    orders = [{"symbol": "BTCUSDT", "orderId": 1, "clientOrderId": "qtx-a", "side": "BUY", "origQty": "0.002",
+               "price": "60000", "time": now - 600_000},
+              {"symbol": "BTCUSDT", "orderId": 2, "clientOrderId": "manual-1", "side": "SELL", "origQty": "0.01",
+               "price": "61000", "time": now - 600_000},
+              {"symbol": "ETHUSDT", "orderId": 3, "clientOrderId": "qtx-b", "side": "BUY", "origQty": "0.1",
+               "price": "3000", "time": now - 600_000}]
+    targets, kept = stuck_orders.classify(orders, now, "qtx-", False, 300)
+    plan = stuck_orders.cancel_diff(targets, kept, [], check_mode=True)
+    assert plan["before"].startswith("BTCUSDT: 2 open\n") and "ETHUSDT: 1 open" in plan["before"]
+    assert plan["after"] == "BTCUSDT: 1 open\n  2 manual-1 SELL 0.01@61000 age 600.0s (kept: foreign)\n"
+    results = [{"orderId": 1, "final_status": "CANCELED", "outcome": "cancelled"},
+               {"orderId": 3, "final_status": "NEW", "outcome": "error"}]  # the ETH cancel failed
+    after = stuck_orders.cancel_diff(targets, kept, results, check_mode=False)["after"]
+    assert "ETHUSDT: 1 open\n  3 qtx-b" in after and " 1 qtx-a" not in after
