@@ -135,7 +135,7 @@ unanswered:
   returned: when the container exists
 lost_on_restart:
   description: C(ORDER_SUBMIT) events still unanswered when a new executor process started (a C(PREFLIGHT)
-    line): their outcome on the exchange is unknown. Not in flight any more, so they are not in C(unanswered).
+    line); their outcome on the exchange is unknown. Not in flight any more, so they are not in C(unanswered).
   type: list
   elements: dict
   returned: when the container exists

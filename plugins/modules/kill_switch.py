@@ -10,9 +10,9 @@ module: kill_switch
 short_description: Engage or release the auto-executor's kill switch, in Redis and persisted in its policy file
 version_added: "0.2.0"
 description:
-  - The executor blocks every intent (C(GATE_BLOCKED reason=KILL_SWITCH)) while the Redis key O(key)
+  - "The executor blocks every intent (C(GATE_BLOCKED reason=KILL_SWITCH)) while the Redis key O(key)
     exists - the key C(scripts/go_live_abort.sh) sets - or while its execution policy file says
-    C("kill_switch": true).
+    C(\"kill_switch\": true)."
   - O(state=engaged) writes both, the policy file first, so the switch survives a Redis restart,
     an executor restart and a reboot; O(state=released) removes both.
   - Idempotent - an engaged switch is left as it is (its original reason is kept); supports check

@@ -1,0 +1,155 @@
+"""playbooks/rollback.yml on the lab: the runbook's rollbacks as managed .env state.
+
+Each test leaves the lab's .env and executor as it found them (the `pristine_env` fixture).
+"""
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.lab
+
+ROOT = Path(__file__).resolve().parents[2]
+PROJECT = ROOT / "lab" / "run" / "quantum_trader"
+ENV = PROJECT / ".env"
+VAULT_PASS = ROOT / "lab" / "run" / "vault" / "vault-pass"
+EXECUTOR = "quantum_auto_executor"
+
+
+def rollback(mode, *extra, audit=None, timeout=240):
+    cmd = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "inventory/lab.yml", "playbooks/rollback.yml",
+           "--vault-password-file", str(VAULT_PASS), "-e", f"trading_mode={mode}", *extra]
+    if audit:
+        cmd += ["-e", f"qt_audit_log={audit}"]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def container():
+    """(container id, {env}) of the running executor."""
+    out = json.loads(subprocess.run(["docker", "inspect", EXECUTOR], capture_output=True, text=True).stdout)[0]
+    return out["Id"], dict(e.split("=", 1) for e in out["Config"]["Env"])
+
+
+def sim_orders():
+    """Orders each simulator personality has received so far."""
+    with urllib.request.urlopen("http://127.0.0.1:18099/_sim/state", timeout=5) as resp:
+        state = json.loads(resp.read())
+    return {name: c["orders_total"] for name, c in state["personalities"].items()}
+
+
+def backups():
+    return sorted(PROJECT.glob(".env.*.bak"))
+
+
+def compose(*args):
+    return subprocess.run(["docker", "compose", "--project-directory", str(PROJECT), *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def wait_healthy(timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        out = subprocess.run(["docker", "inspect", "-f", "{{.State.Health.Status}}", EXECUTOR],
+                             capture_output=True, text=True).stdout.strip()
+        if out == "healthy":
+            return
+        time.sleep(0.5)
+    raise AssertionError("executor not healthy")
+
+
+@pytest.fixture
+def pristine_env(lab):
+    """The lab's .env and executor as they were, whatever the test did."""
+    before = ENV.read_bytes()
+    old_backups = set(backups())
+    yield before
+    ENV.write_bytes(before)
+    ENV.chmod(0o600)
+    for extra in set(backups()) - old_backups:
+        extra.unlink()
+    compose("up", "-d", "--no-deps", "auto-executor")  # recreates only if .env differs from the container
+    wait_healthy()
+
+
+def assert_changed(res, n):
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
+    assert f"changed={n}" in res.stdout, res.stdout[-4000:]
+
+
+def test_runbook_paper_rollback_does_nothing_but_ours_works(pristine_env, tmp_path):
+    """Runbook: echo PAPER_TRADING=true >> .env; docker compose restart -> still trading. Ours -> paper."""
+    cid, env = container()
+    assert env["PAPER_TRADING"] == "false"
+    with ENV.open("a") as f:  # the runbook's own commands
+        f.write("PAPER_TRADING=true\n")
+    assert compose("restart", "auto-executor").returncode == 0
+    wait_healthy()
+    assert container()[1]["PAPER_TRADING"] == "false"  # restart never re-reads .env: the rollback did nothing
+
+    audit = tmp_path / "audit.jsonl"
+    res = rollback("paper", audit=audit)
+    assert_changed(res, 2)  # .env (duplicate collapsed) and the recreate
+    orders_after_recreate = sim_orders()
+    new_cid, env = container()
+    assert new_cid != cid and env["PAPER_TRADING"] == "true"
+    text = ENV.read_text()
+    assert text.count("PAPER_TRADING=") == 1 and "PAPER_TRADING=true" in text
+    assert "Executor now in paper mode" in res.stdout
+    time.sleep(3)  # intents keep coming every second: none may reach the exchange
+    assert sim_orders() == orders_after_recreate
+    record = json.loads(audit.read_text().splitlines()[-1])
+    assert (record["action"], record["result"]) == ("rollback", "mode_changed")
+    assert record["details"]["mode_from"] == "testnet" and record["details"]["mode_to"] == "paper"
+
+    n_backups = len(backups())
+    res = rollback("paper", audit=audit)  # idempotent: nothing to write, nothing to recreate
+    assert_changed(res, 0)
+    assert container()[0] == new_cid and len(backups()) == n_backups
+    assert json.loads(audit.read_text().splitlines()[-1])["result"] == "already_in_mode"
+
+
+def test_live_needs_confirmation_and_testnet_rollback_comes_back(pristine_env, tmp_path):
+    res = rollback("live")
+    assert res.returncode != 0 and "confirm=LIVE" in res.stdout
+    assert ENV.read_bytes() == pristine_env
+
+    res = rollback("live", "-e", "confirm=LIVE")
+    assert_changed(res, 2)
+    before = sim_orders()
+    _, env = container()
+    assert env["BINANCE_USE_TESTNET"] == "false"
+    secrets = [env["BINANCE_API_KEY"], env["BINANCE_API_SECRET"]]
+
+    res = rollback("testnet", "--check", "--diff")  # shows the plan, secrets masked, changes nothing
+    assert res.returncode == 0, res.stdout[-4000:]
+    assert "-BINANCE_USE_TESTNET=false" in res.stdout and "+BINANCE_USE_TESTNET=true" in res.stdout
+    assert not any(s in res.stdout + res.stderr for s in secrets)
+    assert container()[1]["BINANCE_USE_TESTNET"] == "false"
+
+    res = rollback("testnet", audit=tmp_path / "audit.jsonl")
+    assert_changed(res, 2)
+    _, env = container()
+    assert env["BINANCE_USE_TESTNET"] == "true" and env["BINANCE_API_KEY"] not in secrets
+    after = sim_orders()
+    assert after["testnet"] > before["testnet"]  # orders go to the testnet endpoint again
+    assert not any(s in (tmp_path / "audit.jsonl").read_text() for s in secrets + [env["BINANCE_API_SECRET"]])
+
+
+def test_failed_verification_restores_the_backup(pristine_env, tmp_path):
+    """Keys the exchange rejects: no order is answered, so the old .env comes back."""
+    creds = tmp_path / "bad.json"
+    creds.write_text(json.dumps({"trading_mode_credentials": {"live": {
+        "BINANCE_API_KEY": "rejected-key", "BINANCE_API_SECRET": "rejected-secret"}}}))
+    audit = tmp_path / "audit.jsonl"
+    res = rollback("live", "-e", "confirm=LIVE", "-e", f"@{creds}", "-e", "trading_mode_ready_timeout_s=8",
+                   audit=audit)
+    assert res.returncode != 0
+    assert "Restored" in res.stdout, res.stdout[-4000:]
+    assert ENV.read_bytes() == pristine_env
+    assert container()[1]["BINANCE_USE_TESTNET"] == "true"
+    assert json.loads(audit.read_text().splitlines()[-1])["result"] == "failed_restored"
+    assert "rejected-secret" not in res.stdout + audit.read_text()
