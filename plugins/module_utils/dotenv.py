@@ -577,10 +577,11 @@ def is_secret(key, patterns=DEFAULT_SECRET_PATTERNS):
     return any(pattern.upper() in upper for pattern in patterns)
 
 
-def masked_text(doc, patterns=DEFAULT_SECRET_PATTERNS):
-    """The file text with the raw value of every secret key replaced by MASK (for diffs)."""
+def masked_text(doc, patterns=DEFAULT_SECRET_PATTERNS, changed=()):
+    """The file text with the raw value of every secret key replaced by MASK (for diffs); keys in
+    `changed` read "******** (changed)", so a diff still shows that a secret changed, never what to."""
     edits = [
-        (a.value_start, a.value_end, MASK)
+        (a.value_start, a.value_end, MASK + (" (changed)" if a.key in changed else ""))
         for a in doc.assignments
         if not a.inherited and a.value_end > a.value_start and is_secret(a.key, patterns)
     ]

@@ -235,8 +235,8 @@ class Masker:
             return None
         return MASK if is_secret(key, self.patterns) else self.text(value)
 
-    def doc(self, doc):
-        return self.text(masked_text(doc, self.patterns))
+    def doc(self, doc, changed=()):
+        return self.text(masked_text(doc, self.patterns, changed))
 
 
 class Run:
@@ -530,18 +530,21 @@ def main():
                 os.remove(tmp)
 
     mask = run.masker
+    secrets_changed = {c["key"] for c in changes if is_secret(c["key"], mask.patterns) and c["before"] != c["after"]}
     run.exit(
         changed=changed,
         oracle=oracle,
         backup_file=backup,
         backups_removed=removed,
         changes=[
-            dict(c, before=mask.value(c["key"], c["before"]), after=mask.value(c["key"], c["after"])) for c in changes
+            dict(c, before=mask.value(c["key"], c["before"]),
+                 after=mask.value(c["key"], c["after"]) + (" (changed)" if c["key"] in secrets_changed else ""))
+            for c in changes
         ],
         effective={k: mask.value(k, candidate.values.get(k)) for k in managed},
         diff={
             "before": mask.doc(current) if existed else "",
-            "after": mask.doc(candidate),
+            "after": mask.doc(candidate, secrets_changed),
             "before_header": run.path,
             "after_header": run.path,
         },

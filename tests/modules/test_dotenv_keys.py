@@ -92,11 +92,11 @@ def test_diff_and_changes_mask_secrets_everywhere(envfile):
     for secret in (SECRET, NEW_SECRET):
         assert secret not in out and secret not in json.dumps(result)
     assert "BINANCE_API_SECRET=********\n" in result["diff"]["before"]
-    assert "BINANCE_API_SECRET=********\n" in result["diff"]["after"]
+    assert "BINANCE_API_SECRET=******** (changed)\n" in result["diff"]["after"]  # that, never to what
     assert {
         "key": "BINANCE_API_SECRET",
         "before": "********",
-        "after": "********",
+        "after": "******** (changed)",
         "duplicates_collapsed": 0,
         "added": False,
     } in result["changes"]
