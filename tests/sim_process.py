@@ -2,6 +2,7 @@
 need an exchange they can break (faults via its control API) without the lab."""
 import json
 import os
+import re
 import secrets
 import socket
 import subprocess
@@ -84,3 +85,31 @@ class SimProcess:
         c.FUTURES_TESTNET_URL = self.url("testnet")
         c.session.trust_env = False  # never route loopback traffic through an environment proxy
         return c
+
+
+# ---------------------------------------------------------------- our Binance modules, in-process
+
+def assert_no_secrets(text):
+    """No lab key, secret or request signature in `text`."""
+    for needle in (*KEYS["testnet"], *KEYS["mainnet"]):
+        assert needle not in text
+    assert not re.search(r"signature=[0-9a-f]{16}", text)
+
+
+def module_params(mod, sim, **over):
+    """A module's parameters as AnsibleModule hands them over (defaults applied), for the testnet personality."""
+    p = {name: opt.get("default") for name, opt in mod.argument_spec().items()}
+    key, secret = KEYS["testnet"]
+    p.update(futures_url=sim.url(), testnet=True, api_key=key, api_secret=secret, timeout=2.0)
+    p.update(over)
+    return p
+
+
+def run_in_process(mod, sim, check=False, **over):
+    """(result, failure line or None) of a Binance module's logic, checked for leaked secrets."""
+    p, _ = mod.effective_params(module_params(mod, sim, **over), set())
+    assert mod.check_own_params(p) is None
+    result, failure = mod.run(p, check)
+    assert_no_secrets(json.dumps(result) + str(failure))
+    assert failure is None or "\n" not in failure
+    return result, failure

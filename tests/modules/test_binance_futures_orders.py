@@ -6,13 +6,12 @@ from its request log (GET /_sim/requests). The module also runs end to end throu
 """
 import json
 import os
-import re
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from sim_process import KEYS
+from sim_process import KEYS, assert_no_secrets, module_params, run_in_process
 
 from ansible_collections.quantum.runbooks.plugins.module_utils import stuck_orders
 from ansible_collections.quantum.runbooks.plugins.modules import binance_futures_orders as mod
@@ -25,26 +24,11 @@ TEST_KEY, TEST_SECRET = KEYS["testnet"]  # random per run (tests/sim_process.py)
 # ---------------------------------------------------------------- helpers
 
 def params(sim, **over):
-    """Module parameters as AnsibleModule hands them over (defaults applied), for the testnet personality."""
-    p = {name: opt.get("default") for name, opt in mod.argument_spec().items()}
-    p.update(futures_url=sim.url(), testnet=True, api_key=TEST_KEY, api_secret=TEST_SECRET, timeout=2.0)
-    p.update(over)
-    return p
+    return module_params(mod, sim, **over)
 
 
 def run(sim, check=False, **over):
-    """(result, failure line or None) of the module logic in-process."""
-    p, _ = mod.effective_params(params(sim, **over), set())
-    assert mod.check_own_params(p) is None
-    result, failure = mod.run(p, check)
-    assert_no_secrets(json.dumps(result) + str(failure))
-    return result, failure
-
-
-def assert_no_secrets(text):
-    for needle in (TEST_KEY, TEST_SECRET, *KEYS["mainnet"]):
-        assert needle not in text
-    assert not re.search(r"signature=[0-9a-f]{16}", text)
+    return run_in_process(mod, sim, check, **over)
 
 
 def open_orders(sim):

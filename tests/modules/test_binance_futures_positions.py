@@ -5,11 +5,9 @@ is never touched. Positions are opened with MARKET orders from an unmodified pyt
 faults come from the simulator's POST /_sim/faults/next, what was sent from its request log, what is open from
 GET /_sim/positions. The module also runs end to end through the `ansible` CLI (tests/ansible_run.py).
 """
-import json
-import re
 
 from ansible_run import run_module
-from sim_process import KEYS
+from sim_process import KEYS, assert_no_secrets, module_params, run_in_process
 
 from ansible_collections.quantum.runbooks.plugins.module_utils import positions as pos
 from ansible_collections.quantum.runbooks.plugins.modules import binance_futures_positions as mod
@@ -20,27 +18,11 @@ TEST_KEY, TEST_SECRET = KEYS["testnet"]  # random per run (tests/sim_process.py)
 # ---------------------------------------------------------------- helpers
 
 def params(sim, **over):
-    """Module parameters as AnsibleModule hands them over (defaults applied), for the testnet personality."""
-    p = {name: opt.get("default") for name, opt in mod.argument_spec().items()}
-    p.update(futures_url=sim.url(), testnet=True, api_key=TEST_KEY, api_secret=TEST_SECRET, timeout=2.0)
-    p.update(over)
-    return p
+    return module_params(mod, sim, **over)
 
 
 def run(sim, check=False, **over):
-    """(result, failure line or None) of the module logic in-process."""
-    p, _ = mod.effective_params(params(sim, **over), set())
-    assert mod.check_own_params(p) is None
-    result, failure = mod.run(p, check)
-    assert_no_secrets(json.dumps(result) + str(failure))
-    assert failure is None or "\n" not in failure
-    return result, failure
-
-
-def assert_no_secrets(text):
-    for needle in (TEST_KEY, TEST_SECRET, *KEYS["mainnet"]):
-        assert needle not in text
-    assert not re.search(r"signature=[0-9a-f]{16}", text)
+    return run_in_process(mod, sim, check, **over)
 
 
 def open_position(sim, symbol, side, quantity):
