@@ -139,3 +139,17 @@ def test_failed_verification_restores_the_backup(pristine_env, tmp_path):
     assert container()[1]["BINANCE_USE_TESTNET"] == "true"
     assert json.loads(audit.read_text().splitlines()[-1])["result"] == "failed_restored"
     assert "rejected-secret" not in res.stdout + audit.read_text()
+
+
+def test_templated_ownership_after_import_renders_the_same_settings(pristine_env, tmp_path):
+    """env_import.yml captures every other key; the template then changes only the managed ones."""
+    dest = tmp_path / "env_values.yml"
+    cmd = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "inventory/lab.yml", "playbooks/env_import.yml",
+           "-e", f"env_import_dest={dest}"]
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout[-3000:]
+    assert dest.stat().st_mode & 0o777 == 0o600 and "BINANCE_FUTURES_URL" in dest.read_text()
+    res = rollback("paper", "-e", "trading_mode_env_ownership=templated", "-e", f"@{dest}", "--check", "--diff")
+    assert res.returncode == 0, res.stdout[-4000:]  # compose's oracle: only managed keys change
+    assert "+PAPER_TRADING=true" in res.stdout and "managed by Ansible" in res.stdout
+    assert ENV.read_bytes() == pristine_env
