@@ -48,27 +48,23 @@ def stuck(fault):
     return before
 
 
-def test_cancel_needs_confirmation_and_check_mode_changes_nothing(stuck):
-    res = playbook("mitigate_cancel_stuck_orders.yml")
-    assert res.returncode != 0 and "confirm=true" in res.stdout and open_orders() == stuck
-    res = playbook("mitigate_cancel_stuck_orders.yml", "--check", "--diff")
-    assert res.returncode == 0, res.stdout[-3000:]
-    assert "check mode: would cancel" in res.stdout and "manual-desk-1" in res.stdout  # the diff lists it as kept
-    assert open_orders() == stuck
-
-
 def signed_requests():
     unsigned = ("/fapi/v1/time", "/fapi/v1/ping", "/fapi/v1/exchangeInfo")
     return sum(1 for r in control("/_sim/requests?personality=testnet") if r["path"] not in unsigned)
 
 
-def test_cancel_429_mid_run_is_partial_then_the_rerun_finishes(stuck, tmp_path):
-    ours = [o for o in stuck if o[1].startswith("qtx-")]
-    # A check run makes the same reads (preflight, listing) without cancelling: let those and the
-    # first cancel through, then answer 429 with a Retry-After too long to wait out.
+def test_cancel_needs_confirm_check_changes_nothing_429_is_partial_and_the_rerun_finishes(stuck, tmp_path):
+    res = playbook("mitigate_cancel_stuck_orders.yml")
+    assert res.returncode != 0 and "confirm=true" in res.stdout and open_orders() == stuck
     before = signed_requests()
-    assert playbook("mitigate_cancel_stuck_orders.yml", "--check").returncode == 0
-    reads = signed_requests() - before
+    res = playbook("mitigate_cancel_stuck_orders.yml", "--check", "--diff")
+    reads = signed_requests() - before  # a check run makes the same reads (preflight, listing), no cancel
+    assert res.returncode == 0, res.stdout[-3000:]
+    assert "check mode: would cancel" in res.stdout and "manual-desk-1" in res.stdout  # the diff lists it as kept
+    assert open_orders() == stuck
+
+    ours = [o for o in stuck if o[1].startswith("qtx-")]
+    # Let the reads and the first cancel through, then answer 429 with a Retry-After too long to wait out.
     control("/_sim/faults/next", {"after": reads + 1, "status": 429, "count": 5, "retry_after": 60})
     audit = tmp_path / "audit.jsonl"
     res = playbook("mitigate_cancel_stuck_orders.yml", "-e", "confirm=true", "-e", f"qt_audit_log={audit}")
@@ -119,7 +115,7 @@ def resumed_after(stuck):
     assert "kill_switch" not in json.loads(POLICY.read_text())
 
 
-def test_emergency_stop_refuses_without_abort_and_check_mode_changes_nothing(resumed_after):
+def test_emergency_stop_refuses_plans_then_leaves_nothing_trading_and_is_idempotent(resumed_after, tmp_path):
     policy = POLICY.read_text()
     res = playbook("emergency_stop.yml")
     assert res.returncode != 0 and "confirm=ABORT" in res.stdout
@@ -129,8 +125,6 @@ def test_emergency_stop_refuses_without_abort_and_check_mode_changes_nothing(res
     assert executor_state() == "running" and kill_switch_key() == "" and POLICY.read_text() == policy
     assert open_orders() == resumed_after
 
-
-def test_emergency_stop_leaves_nothing_trading_and_is_idempotent(resumed_after, tmp_path):
     assert positions() > 0  # the lab's filled orders left positions to close
     audit = tmp_path / "audit.jsonl"
     res = playbook("emergency_stop.yml", "-e", "confirm=ABORT", "-e", "close_positions=true",
