@@ -49,7 +49,11 @@ lint: venv  ## ansible-lint (production profile) and ruff
 pytest: venv
 	pytest
 
+SCENARIOS := $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
+
 molecule: venv
+	@# a state left by an interrupted run would make Molecule skip `prepare`
+	molecule reset $(addprefix -s ,$(SCENARIOS)) >/dev/null
 	molecule test --all
 
 bench: images  ## speed/memory ratios against a baseline measured in the same run
