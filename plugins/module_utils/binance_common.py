@@ -23,7 +23,7 @@ import threading
 import traceback
 from urllib.parse import quote, quote_plus
 
-from ansible.module_utils.basic import env_fallback
+from ansible.module_utils.basic import env_fallback, missing_required_lib
 
 try:
     import requests  # python-binance's transport; its exceptions are caught by callers
@@ -53,6 +53,14 @@ DEFAULT_FUTURES_TESTNET_URL = "https://testnet.binancefuture.com/fapi"
 REDACTED = "********"
 _SIGNATURE = re.compile(r"(signature=)[^&\s'\"]+", re.IGNORECASE)
 _APIKEY_HEADER = re.compile(r"(X-MBX-APIKEY['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]+", re.IGNORECASE)
+
+
+def fail_without_libraries(module):
+    """Fail the module with Ansible's usual message when requests or python-binance is missing."""
+    if not HAS_REQUESTS:
+        module.fail_json(msg=missing_required_lib("requests"), exception=REQUESTS_IMPORT_ERROR)
+    if not HAS_BINANCE:
+        module.fail_json(msg=missing_required_lib("python-binance"), exception=BINANCE_IMPORT_ERROR)
 
 
 def binance_argument_spec(**own):
@@ -185,6 +193,13 @@ def container_settings(name):
     state, _, env_json = res.stdout.strip().partition(" ")
     pairs = (item.split("=", 1) for item in json.loads(env_json or "[]") if "=" in item)
     return json.loads(state), {k: v for k, v in pairs if k in SETTING_KEYS}
+
+
+def hide_container_secrets(env, no_log_values):
+    """The container's keys join the module's no_log values: Ansible then masks them in any output."""
+    for key in SECRET_KEYS:
+        if env.get(key):
+            no_log_values.add(env[key])
 
 
 def apply_settings(params, env):

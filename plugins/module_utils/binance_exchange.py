@@ -24,7 +24,6 @@ import time
 import traceback
 
 from ansible_collections.quantum.runbooks.plugins.module_utils.binance_common import (
-    SECRET_KEYS,
     CallOverrun,
     apply_settings,
     binance_argument_spec,
@@ -32,6 +31,8 @@ from ansible_collections.quantum.runbooks.plugins.module_utils.binance_common im
     call_bounded,
     check_params,
     connection_kind,
+    container_settings,
+    hide_container_secrets,
     make_client,
     redact,
 )
@@ -229,18 +230,14 @@ def exchange_argument_spec(**own):
     )
 
 
-def connection_params(params, no_log_values, container=None):
-    """(params with the container's settings applied, the container's settings env, extra results).
-
-    ``container`` is the ``(state, env)`` that ``container_settings(settings_from_container)`` answered (the
-    module reads it), or None. The container's keys go to ``no_log_values``; symbols are upper-cased.
+def connection_params(params, no_log_values):
+    """(params with the settings of ``settings_from_container`` applied, that container's settings env,
+    extra results). The container's keys go to ``no_log_values``; symbols are upper-cased.
     """
     p, env, extra = dict(params), {}, {}
-    if container is not None:
-        state, env = container
-        for key in SECRET_KEYS:
-            if env.get(key):
-                no_log_values.add(env[key])
+    if params.get("settings_from_container"):
+        state, env = container_settings(params["settings_from_container"])
+        hide_container_secrets(env, no_log_values)
         p, _ = apply_settings(p, env)
         extra["settings_container_state"] = state
     p["symbols"] = sorted({s.strip().upper() for s in p.get("symbols") or [] if s and s.strip()})

@@ -6,7 +6,14 @@ from __future__ import annotations
 
 import traceback
 
-from ansible_collections.quantum.runbooks.plugins.module_utils.docker_sdk import DockerException, docker_client
+from ansible.module_utils.basic import missing_required_lib
+
+from ansible_collections.quantum.runbooks.plugins.module_utils.docker_sdk import (
+    DOCKER_IMPORT_ERROR,
+    HAS_DOCKER,
+    DockerException,
+    docker_client,
+)
 from ansible_collections.quantum.runbooks.plugins.module_utils.redis_streams import (
     ContainerUnavailable,
     one_line,
@@ -32,6 +39,15 @@ CONNECTION_SPEC = dict(
     timeout=dict(type="float", default=3.0),
     docker_host=dict(type="str", default="unix:///var/run/docker.sock"),
 )
+
+
+def fail_without_libraries(module):
+    """Fail with Ansible's usual message when redis (or, without a url, the Docker SDK) is missing."""
+    if not HAS_REDIS:
+        module.fail_json(msg=missing_required_lib("redis"), exception=REDIS_IMPORT_ERROR)
+    if not module.params["url"] and not HAS_DOCKER:
+        module.fail_json(msg=missing_required_lib("docker") + " (needed when url is not set)",
+                         exception=DOCKER_IMPORT_ERROR)
 
 
 def redis_client(url, timeout):

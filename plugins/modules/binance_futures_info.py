@@ -377,16 +377,11 @@ import threading
 import time
 import traceback
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.quantum.runbooks.plugins.module_utils import binance_probe
 from ansible_collections.quantum.runbooks.plugins.module_utils.binance_common import (
-    BINANCE_IMPORT_ERROR,
-    HAS_BINANCE,
-    HAS_REQUESTS,
     MODE_KEYS,
-    REQUESTS_IMPORT_ERROR,
-    SECRET_KEYS,
     CallOverrun,
     apply_settings,
     binance_argument_spec,
@@ -395,7 +390,9 @@ from ansible_collections.quantum.runbooks.plugins.module_utils.binance_common im
     check_params,
     connection_kind,
     container_settings,
+    fail_without_libraries,
     futures_endpoint,
+    hide_container_secrets,
     make_client,
     redact,
 )
@@ -683,9 +680,7 @@ def run_checks(params):
 def apply_container_settings(module, p):
     """Effective parameters from the running container; the extra results (no secrets) to return."""
     state, env = container_settings(p["settings_from_container"])
-    for key in SECRET_KEYS:
-        if env.get(key):
-            module.no_log_values.add(env[key])
+    hide_container_secrets(env, module.no_log_values)
     effective, container_url = apply_settings(p, env)
     effective["container_futures_url"] = p.get("container_futures_url") or container_url
     effective["container"] = p.get("container") or (p["settings_from_container"] if state == "running" else None)
@@ -723,10 +718,7 @@ def main():
         ),
         supports_check_mode=True,
     )
-    if not HAS_REQUESTS:
-        module.fail_json(msg=missing_required_lib("requests"), exception=REQUESTS_IMPORT_ERROR)
-    if not HAS_BINANCE:
-        module.fail_json(msg=missing_required_lib("python-binance"), exception=BINANCE_IMPORT_ERROR)
+    fail_without_libraries(module)
     p = module.params
     extra = {}
     if p.get("settings_from_container"):

@@ -229,15 +229,11 @@ internal_error:
 
 import uuid
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.quantum.runbooks.plugins.module_utils import positions as pos
 from ansible_collections.quantum.runbooks.plugins.module_utils.binance_common import (
-    BINANCE_IMPORT_ERROR,
-    HAS_BINANCE,
-    HAS_REQUESTS,
-    REQUESTS_IMPORT_ERROR,
-    container_settings,
+    fail_without_libraries,
     futures_endpoint,
 )
 from ansible_collections.quantum.runbooks.plugins.module_utils.binance_exchange import (
@@ -353,8 +349,7 @@ def argument_spec():
 def effective_params(params, no_log_values):
     """Parameters with the container's settings applied (its keys go to ``no_log_values``), symbols
     upper-cased; plus the extra results about the container."""
-    name = params.get("settings_from_container")
-    p, _, extra = connection_params(params, no_log_values, container_settings(name) if name else None)
+    p, _, extra = connection_params(params, no_log_values)
     return p, extra
 
 
@@ -378,10 +373,7 @@ def run(p, check_mode):
 
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    if not HAS_REQUESTS:
-        module.fail_json(msg=missing_required_lib("requests"), exception=REQUESTS_IMPORT_ERROR)
-    if not HAS_BINANCE:
-        module.fail_json(msg=missing_required_lib("python-binance"), exception=BINANCE_IMPORT_ERROR)
+    fail_without_libraries(module)
     p, extra = effective_params(module.params, module.no_log_values)
     problem = check_own_params(p)
     if problem:

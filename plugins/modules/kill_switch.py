@@ -97,14 +97,12 @@ import os
 import tempfile
 from datetime import datetime, timezone
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.quantum.runbooks.plugins.module_utils.docker_sdk import DOCKER_IMPORT_ERROR, HAS_DOCKER
 from ansible_collections.quantum.runbooks.plugins.module_utils.redis_connect import (
     CONNECTION_SPEC,
-    HAS_REDIS,
-    REDIS_IMPORT_ERROR,
     container_target,
+    fail_without_libraries,
     redis_client,
 )
 from ansible_collections.quantum.runbooks.plugins.module_utils.redis_streams import RedisError, mask_url, one_line
@@ -164,11 +162,7 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
-    if not HAS_REDIS:
-        module.fail_json(msg=missing_required_lib("redis"), exception=REDIS_IMPORT_ERROR)
-    if not p["url"] and not HAS_DOCKER:
-        module.fail_json(msg=missing_required_lib("docker") + " (needed when url is not set)",
-                         exception=DOCKER_IMPORT_ERROR)
+    fail_without_libraries(module)
     engaged = p["state"] == "engaged"
     result = {"changed": False, "engaged": engaged, "redis": {"target": None}}
     if p["policy_file"]:  # first: it survives what Redis does not

@@ -226,14 +226,12 @@ streams:
 """
 
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.quantum.runbooks.plugins.module_utils.docker_sdk import DOCKER_IMPORT_ERROR, HAS_DOCKER
 from ansible_collections.quantum.runbooks.plugins.module_utils.redis_connect import (
     CONNECTION_SPEC,
-    HAS_REDIS,
-    REDIS_IMPORT_ERROR,
     container_target,
+    fail_without_libraries,
     redis,
     redis_client,
 )
@@ -276,11 +274,7 @@ def run(params):
 def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     p = module.params
-    if not HAS_REDIS:
-        module.fail_json(msg=missing_required_lib("redis"), exception=REDIS_IMPORT_ERROR)
-    if not p["url"] and not HAS_DOCKER:
-        module.fail_json(msg=missing_required_lib("docker") + " (needed when url is not set)",
-                         exception=DOCKER_IMPORT_ERROR)
+    fail_without_libraries(module)
     if p["timeout"] <= 0:
         module.fail_json(msg=f"timeout must be > 0, got {p['timeout']}")
     if p["idle_after_ms"] < 0:

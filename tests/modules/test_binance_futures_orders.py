@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sim_process import KEYS, assert_no_secrets, module_params, run_in_process
 
-from ansible_collections.quantum.runbooks.plugins.module_utils import stuck_orders
+from ansible_collections.quantum.runbooks.plugins.module_utils import binance_exchange, stuck_orders
 from ansible_collections.quantum.runbooks.plugins.modules import binance_futures_orders as mod
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -367,7 +367,7 @@ def test_settings_from_container(monkeypatch):
     env = {"BINANCE_USE_TESTNET": "true", "BINANCE_FUTURES_TESTNET_URL": "http://binance-sim:8081/fapi",
            "BINANCE_API_KEY": "containerKey123", "BINANCE_API_SECRET": "containerSecret456",
            "EXECUTOR_CLIENT_ORDER_PREFIX": "bot-"}
-    monkeypatch.setattr(mod, "container_settings", lambda name: ("running", env))
+    monkeypatch.setattr(binance_exchange, "container_settings", lambda name: ("running", env))
     p = {name: opt.get("default") for name, opt in mod.argument_spec().items()}
     hidden = set()
     eff, extra = mod.effective_params(dict(p, settings_from_container="quantum_auto_executor",
