@@ -22,6 +22,29 @@ def test_full_path_is_complete():
     assert t["timeline"][-1]["detail"] == {"exchange_status": "FILLED"}
 
 
+def test_order_follows_the_services_clocks_not_when_docker_read_the_line():
+    # Seen in CI: Docker read the AI engine's pipe late, so its receive times put the publish after the submit.
+    def at(event, ms, docker_s, service_events):
+        service_events.append(dict(ev(event, f"2026-11-28T17:00:00.{ms:03d}Z"), _log_ts=docker_s))
+    engine, executor = [], []
+    at("INTENT_RECEIVED", 100, 10.9, engine)
+    at("INTENT_PUBLISHED", 101, 10.9, engine)
+    at("INTENT_RECEIVED", 101, 10.1, executor)  # same millisecond as the publish: causal order decides
+    at("ORDER_SUBMIT", 102, 10.2, executor)
+    at("ORDER_RESPONSE", 140, 10.3, executor)
+    t = timeline({"quantum_ai_engine": engine, "quantum_auto_executor": executor}, CID)
+    assert [(e["service"], e["event"]) for e in t["timeline"]] == [
+        ("quantum_ai_engine", "INTENT_RECEIVED"), ("quantum_ai_engine", "INTENT_PUBLISHED"),
+        ("quantum_auto_executor", "INTENT_RECEIVED"), ("quantum_auto_executor", "ORDER_SUBMIT"),
+        ("quantum_auto_executor", "ORDER_RESPONSE")]
+
+
+def test_unparseable_service_time_falls_back_to_docker_time():
+    t = timeline({"quantum_auto_executor": [dict(ev("ORDER_SUBMIT", "garbage"), _log_ts=2.0),
+                                            dict(ev("INTENT_RECEIVED", None), _log_ts=1.0)]}, CID)
+    assert [e["event"] for e in t["timeline"]] == ["INTENT_RECEIVED", "ORDER_SUBMIT"]
+
+
 def test_submit_without_answer_names_the_response_as_missing():
     t = timeline({"quantum_ai_engine": [ev("INTENT_PUBLISHED", 1)],
                   "quantum_auto_executor": [ev("INTENT_RECEIVED", 2), ev("ORDER_SUBMIT", 3)]}, CID)
