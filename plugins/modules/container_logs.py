@@ -157,7 +157,8 @@ from ansible_collections.quantum.runbooks.plugins.module_utils.docker_sdk import
     NotFound,
     docker_client,
 )
-from ansible_collections.quantum.runbooks.plugins.module_utils.log_events import LogSummary, iter_lines
+from ansible_collections.quantum.runbooks.plugins.module_utils.log_events import LogSummary
+from ansible_collections.quantum.runbooks.plugins.module_utils.log_follow import read_all
 
 
 def main():
@@ -204,14 +205,7 @@ def summarise(client, name, p):
     elif p["since"] > 0:
         kwargs["since"] = int(time.time()) - p["since"]
     summary = LogSummary(keep_last=p["keep_last"], correlation_id=p["correlation_id"])
-    stream = container.logs(**kwargs)
-    try:
-        for line in iter_lines(stream):
-            summary.add(line)
-    finally:
-        close = getattr(stream, "close", None)
-        if close:
-            close()
+    read_all(container.logs(**kwargs), summary.add)
     return dict(exists=True, **summary.result(time.time()))
 
 if __name__ == "__main__":
