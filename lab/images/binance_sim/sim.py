@@ -59,6 +59,12 @@ MSG_1003_418 = "Way too many requests; IP(%s) banned until %d. Please use the we
 MSG_1102 = "Mandatory parameter '%s' was not sent, was empty/null, or malformed."
 MSG_503_UNKNOWN = "Unknown error, please check your request or try again later."
 OPEN = ("NEW", "PARTIALLY_FILLED")  # statuses that rest in the book and can be cancelled
+# GET /fapi/v1/income incomeType values (reference notes, section 10.4); POST /_sim/income accepts these
+INCOME_TYPES = ("TRANSFER", "WELCOME_BONUS", "REALIZED_PNL", "FUNDING_FEE", "COMMISSION", "INSURANCE_CLEAR",
+                "REFERRAL_KICKBACK", "COMMISSION_REBATE", "API_REBATE", "CONTEST_REWARD",
+                "CROSS_COLLATERAL_TRANSFER", "OPTIONS_PREMIUM_FEE", "OPTIONS_SETTLE_PROFIT", "INTERNAL_TRANSFER",
+                "AUTO_EXCHANGE", "DELIVERED_SETTELMENT", "COIN_SWAP_DEPOSIT", "COIN_SWAP_WITHDRAW",
+                "POSITION_LIMIT_INCREASE_FEE", "STRATEGY_UMFUTURES_TRANSFER", "FEE_RETURN", "BFUSD_REWARD")
 NEXT_FAULT_STATUSES = (418, 429, 503)
 REQUEST_LOG_MAX = 2000
 
@@ -853,6 +859,12 @@ def control_handler(sim):
                 with sim.lock:
                     return self.reply(200, {sym: {"positionAmt": fmt(pos.amt), "entryPrice": fmt(pos.entry)}
                                             for sym, pos in sim.books[wanted].positions.items() if pos.amt != 0})
+            if url.path == "/_sim/income":  # every income record, oldest first: the oracle for PnL tests
+                wanted = parse_qs(url.query).get("personality", ["testnet"])[0]
+                if wanted not in PORTS:
+                    return self.reply(400, {"error": "personality must be one of %s" % list(PORTS)})
+                with sim.lock:
+                    return self.reply(200, list(sim.books[wanted].income))
             if url.path == "/_sim/requests":
                 wanted = parse_qs(url.query).get("personality", list(PORTS))
                 with sim.lock:
@@ -891,6 +903,11 @@ def control_handler(sim):
                     sim.next_fault = spec
                 log("INFO", "NEXT_FAULT_SET", **spec)
                 return self.reply(200, sim.state())
+            if path == "/_sim/income":
+                try:
+                    return self.reply(200, {"seeded": seed_income(sim, self.json_body())})
+                except (KeyError, ValueError, TypeError, InvalidOperation) as e:
+                    return self.reply(400, {"error": "bad income: %s" % e})
             if path == "/_sim/orders":
                 try:
                     return self.reply(200, seed_order(sim, self.json_body()))
@@ -925,6 +942,42 @@ def seed_order(sim, spec):
         order = Order(book.new_id(), client_id, sym, side, "LIMIT", "GTC", price, qty, created)
         book.store(order)
         return order.to_json()
+
+
+def seed_income(sim, spec):
+    """Income records booked 'by the exchange' (funding fees, transfers, or PnL at a chosen time).
+
+    ``{"personality": "testnet", "records": [{"incomeType", "income", "symbol", "time" (ms) | "age_s",
+    "asset", "info"}]}``; each moves the wallet like a real one. The book stays in time order, so
+    GET /fapi/v1/income pages by time as Binance does. Returns the stored records.
+    """
+    name = spec.get("personality", "testnet")
+    if name not in PORTS:
+        raise ValueError("personality must be one of %s" % list(PORTS))
+    items = spec["records"]
+    if not isinstance(items, list) or not 1 <= len(items) <= MAX_RECORDS:
+        raise ValueError("records must be a list of 1 to %d records" % MAX_RECORDS)
+    with sim.lock:
+        book, now, stored = sim.books[name], sim.server_ms(), []
+        for item in items:
+            kind = str(item["incomeType"]).upper()
+            if kind not in INCOME_TYPES:
+                raise ValueError("unknown incomeType %r" % kind)
+            amount = Decimal(str(item["income"]))
+            if not amount.is_finite():
+                raise ValueError("income must be a finite number")
+            symbol = str(item.get("symbol") or "").upper()
+            if symbol and symbol not in SYMBOLS:
+                raise ValueError("unknown symbol %r" % symbol)
+            ts = int(item["time"]) if item.get("time") is not None else now - int(float(item.get("age_s", 0)) * 1000)
+            stored.append({"symbol": symbol, "incomeType": kind, "income": fmt(amount),
+                           "asset": str(item.get("asset") or "USDT"), "info": str(item.get("info") or kind),
+                           "time": ts, "tranId": book.new_id(), "tradeId": str(item.get("tradeId") or "")})
+        for record in stored:
+            book.wallet += Decimal(record["income"])
+        # sorted() is stable: records already booked keep their order within a millisecond
+        book.income = deque(sorted([*book.income, *stored], key=lambda r: r["time"]), maxlen=MAX_RECORDS)
+        return stored
 
 
 def fill_resting(sim, spec):
