@@ -10,7 +10,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 PY := $(VENV)/bin/python
 LABCTL := $(PY) lab/labctl
 
-.PHONY: help venv docker prometheus images lab-up lab-down demo test lint pytest molecule bench clean
+.PHONY: help venv docker prometheus images lab-up lab-down demo test lint pytest pytest-offline pytest-lab molecule bench clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -42,15 +42,29 @@ demo: images  ## start the lab with FAULT (default executor_hang) and diagnose i
 	@echo; echo "Report: $(CURDIR)/reports/lab/diagnosis-latest.md (and .json)"; \
 	 echo "The lab is still running with fault '$(or $(FAULT),executor_hang)'. Heal it: $(LABCTL) fault healthy; stop it: make lab-down"
 
-test: lint images prometheus  ## lint, pytest (unit + lab + alerts + remediation), molecule
-	$(MAKE) pytest molecule
+test: images prometheus  ## lint + offline tests beside the lab tests + molecule (log: reports/test-offline.log)
+	@# The lab half mostly waits on the lab (time-based symptoms), so lint and the tests that do not
+	@# touch it run beside it; their output is printed at the end.
+	@mkdir -p reports
+	@$(MAKE) --no-print-directory lint pytest-offline >reports/test-offline.log 2>&1 & offline=$$!; \
+	 $(MAKE) --no-print-directory pytest-lab molecule; lab=$$?; \
+	 wait $$offline; off=$$?; \
+	 echo "==== lint and offline tests (reports/test-offline.log) ===="; tail -n 60 reports/test-offline.log; \
+	 echo "==== lab tests + molecule: $$([ $$lab = 0 ] && echo passed || echo FAILED);" \
+	      "lint + offline tests: $$([ $$off = 0 ] && echo passed || echo FAILED) ===="; \
+	 [ $$lab = 0 ] && [ $$off = 0 ]
 
 lint: venv  ## ansible-lint (production profile) and ruff
 	ruff check .
 	ansible-lint --offline --profile production
 
-pytest: venv
-	pytest
+pytest: pytest-offline pytest-lab  ## all pytest tests, one half after the other
+
+pytest-offline: venv  ## the tests that need no lab (unit, modules on a local simulator, remediation, alerts)
+	pytest -m "not lab and not integration"
+
+pytest-lab: venv images  ## the tests on the running lab (and its Redis)
+	pytest -m "lab or integration"
 
 SCENARIOS := $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
 

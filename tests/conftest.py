@@ -22,9 +22,20 @@ def labctl(*args, timeout=600):
     return res.stdout
 
 
+def pytest_collection_modifyitems(config, items):
+    """A test that uses the lab must say so: `make test` runs the unmarked tests beside the lab tests,
+    and an unmarked test that starts or heals the lab would break the lab test running at that moment."""
+    for item in items:
+        if "lab_session" in item.fixturenames and not ({"lab", "integration"} & {m.name for m in item.iter_markers()}):
+            raise pytest.UsageError(f"{item.nodeid} uses the lab: mark it @pytest.mark.lab (or integration)")
+
+
+_FAULTED = []  # set by `fault`: the next test that needs a healthy lab heals it first
+
+
 @pytest.fixture(scope="session")
-def lab():
-    """The lab, up and healthy (orders flowing). Left running afterwards for Molecule."""
+def lab_session():
+    """The lab, up (once per session); healthy again at the end, for Molecule."""
     if subprocess.run(["docker", "info"], capture_output=True).returncode:
         pytest.fail("no Docker engine: run `make docker` (or `make test`, which starts one)")
     status = json.loads(labctl("up"))
@@ -33,16 +44,27 @@ def lab():
 
 
 @pytest.fixture
-def fault(lab):
-    """Inject faults for one test; the lab is healed afterwards."""
+def lab(lab_session):
+    """The lab, healthy (orders flowing). Healing is deferred from the last `fault` test to here:
+    a test that injects faults next does not need it (`labctl fault X` clears the others itself)."""
+    if _FAULTED:
+        labctl("fault", "healthy")
+        _FAULTED.clear()
+    return lab_session
+
+
+@pytest.fixture
+def fault(lab_session):
+    """Inject faults for one test (exactly these; the rest are cleared). The next test that asks for
+    `lab` finds it healed."""
     def inject(*names):
+        _FAULTED.append(names)
         labctl("fault", *names)
     yield inject
-    labctl("fault", "healthy")
 
 
 @pytest.fixture(scope="session")
-def lab_keys(lab):
+def lab_keys(lab_session):
     values = {}
     for line in (RUN_DIR / "sim.env").read_text().splitlines():
         if "=" in line and not line.startswith("#"):

@@ -2,6 +2,7 @@
 the repo's pins, so an AWX job runs what a checkout runs. Offline: no image is built (that
 needs a registry for the base image), but the galaxy stage's install of our own collection
 is run from the build context, the way the image build would run it."""
+import os
 import re
 import shutil
 import subprocess
@@ -134,8 +135,12 @@ def test_the_galaxy_stage_installs_our_collection_from_the_context(built, tmp_pa
                if c.get("type") == "file"]
     tarball = context / "_build" / ours
     assert tarball.is_file(), f"{ours} is not in the build context"
-    res = subprocess.run([tool("ansible-galaxy"), "collection", "install", "--no-deps", "-p", str(tmp_path),
-                          ours], capture_output=True, text=True, timeout=120, cwd=context / "_build")
+    # Without the repo's ansible.cfg (make exports ANSIBLE_CONFIG): ansible-galaxy would find the
+    # collection already installed in .collections and install nothing into -p.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+    res = subprocess.run([tool("ansible-galaxy"), "collection", "install", "--no-deps", "--force", "-p",
+                          str(tmp_path), ours], capture_output=True, text=True, timeout=120, cwd=context / "_build",
+                         env=env)
     assert res.returncode == 0, res.stdout + res.stderr
     installed = tmp_path / "ansible_collections" / "quantum" / "runbooks"
     for part in ("plugins/modules/binance_futures_info.py", "plugins/module_utils/verdict.py",
