@@ -4,22 +4,16 @@
 from __future__ import annotations
 
 from ansible.errors import AnsibleActionFail
-from ansible.plugins.action import ActionBase
 
 from ansible_collections.quantum.runbooks.plugins.module_utils.audit import append, make_record
+from ansible_collections.quantum.runbooks.plugins.module_utils.controller_action import ControllerOnly
 
 # Documentation: plugins/modules/audit_event.py (ansible-doc reads it there).
 # The record format and the secret masking live in module_utils/audit.py (shared with qt-remediate).
 
 
-class ActionModule(ActionBase):
-    TRANSFERS_FILES = False
-    _requires_connection = False
-    _supports_check_mode = True
-
-    def run(self, tmp=None, task_vars=None):
-        result = super().run(tmp, task_vars)
-        args = self._task.args
+class ActionModule(ControllerOnly):
+    def work(self, args, task_vars):
         path, action = args.get("path"), args.get("action")
         if not path or not action:
             raise AnsibleActionFail("audit_event needs 'path' and 'action'")
@@ -29,5 +23,4 @@ class ActionModule(ActionBase):
             path = append(path, record)
         except OSError as err:
             raise AnsibleActionFail(f"cannot append to the audit log {path}: {err}") from err
-        result.update(changed=False, record=record, path=path)
-        return result
+        return dict(changed=False, record=record, path=path)

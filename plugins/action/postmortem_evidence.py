@@ -11,9 +11,9 @@ import time
 from datetime import datetime, timezone
 
 from ansible.errors import AnsibleActionFail
-from ansible.plugins.action import ActionBase
 
 from ansible_collections.quantum.runbooks.plugins.module_utils import postmortem as pm
+from ansible_collections.quantum.runbooks.plugins.module_utils.controller_action import ControllerOnly
 
 # Documentation: plugins/modules/postmortem_evidence.py (ansible-doc reads it there).
 
@@ -87,23 +87,6 @@ def find_incident(args, default_host):
             "audit_log": audit_log, "summary": "incident %s: %s to %s (%s), %d diagnoses, %d audit records" % (
                 w["incident_id"], w["start_iso"], w["end_iso"], w["end_kind"], len(evidence["diagnoses"]),
                 len(evidence["audit"]))}
-
-
-class ControllerOnly(ActionBase):
-    """An action that works on the control node only: no connection, nothing on the target, safe in check
-    mode. Subclasses set ``work(args, task_vars) -> result`` (also used by postmortem_compose)."""
-
-    TRANSFERS_FILES = False
-    _requires_connection = False
-    _supports_check_mode = True
-
-    def work(self, args, task_vars):
-        raise NotImplementedError
-
-    def run(self, tmp=None, task_vars=None):
-        result = super().run(tmp, task_vars)
-        result.update(self.work(self._task.args, task_vars or {}))
-        return result
 
 
 class ActionModule(ControllerOnly):

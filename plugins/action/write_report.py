@@ -11,18 +11,13 @@ import os
 import tempfile
 
 from ansible.errors import AnsibleActionFail
-from ansible.plugins.action import ActionBase
+
+from ansible_collections.quantum.runbooks.plugins.module_utils.controller_action import ControllerOnly
 
 # Documentation: plugins/modules/write_report.py (ansible-doc reads it there).
 
-class ActionModule(ActionBase):
-    TRANSFERS_FILES = False
-    _requires_connection = False
-    _supports_check_mode = True
-
-    def run(self, tmp=None, task_vars=None):
-        result = super().run(tmp, task_vars)
-        args = self._task.args
+class ActionModule(ControllerOnly):
+    def work(self, args, task_vars):
         target, files = args.get("dir"), args.get("files")
         if not target or not isinstance(files, dict):
             raise AnsibleActionFail("write_report needs 'dir' and a dict 'files'")
@@ -42,5 +37,4 @@ class ActionModule(ActionBase):
                 paths.append(os.path.join(target, name))
         except OSError as err:
             raise AnsibleActionFail(f"cannot write the report in {target}: {err}") from err
-        result.update(changed=False, paths=paths)
-        return result
+        return dict(changed=False, paths=paths)
