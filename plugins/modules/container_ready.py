@@ -12,8 +12,9 @@ version_added: "0.2.0"
 description:
   - Waits, in one module run, until the container is running, its log (followed through the Docker API,
     not polled) shows the awaited events after O(since_ts) - by default a C(PREFLIGHT) line and an
-    answered intent - and the container's own health check command passes when run now (Docker runs
-    it only every interval, so waiting for Docker's status would add up to one interval).
+    answered intent - and the container's own health check command passes when the module runs it (beside
+    the log wait; Docker runs it only every interval, so waiting for Docker's status would add up to one
+    interval).
   - Returns the log summary of M(quantum.runbooks.container_logs) for the lines since O(since_ts).
   - Read-only (the health check command is the image's own probe); supports check mode.
 options:
@@ -86,6 +87,7 @@ event_counts:
   returned: when the container was running
 """
 
+import threading
 import time
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
@@ -138,6 +140,11 @@ def wait_ready(client, p):
     container = running_container(client, p["name"], deadline)
     if container is None:
         return done("running", "the container is not running")
+    # The health check runs beside the log wait (it passes once the new process serves it), so
+    # the wait ends when the awaited line is logged, not one check run later.
+    checked = []
+    checker = threading.Thread(target=lambda: checked.append(health_check(container, deadline)), daemon=True)
+    checker.start()
     summary = LogSummary(keep_last=p["keep_last"])
     logs = {"stream": True, "timestamps": True, "since": p["since_ts"]}
     wait = follow(container, logs, summary, p["wait_for_all"], p["wait_for_any"], max(deadline - time.monotonic(), 0))
@@ -145,7 +152,8 @@ def wait_ready(client, p):
     if not wait["met"]:
         wanted = " and ".join(p["wait_for_all"] + ([" or ".join(p["wait_for_any"])] if p["wait_for_any"] else []))
         return done("log", f"no {wanted} logged since the start", **seen)
-    check = health_check(container, deadline)
+    checker.join(max(deadline - time.monotonic(), 0) + 5)  # + one exec_run that started before the deadline
+    check = checked[0] if checked else {"rc": None, "runs": None, "note": "still running at the deadline"}
     if check and check["rc"] != 0:
         return done("health", f"its health check still fails (rc={check['rc']})", health_check=check, **seen)
     return done("ready", health_check=check, **seen)
@@ -173,7 +181,10 @@ def health_check(container, deadline):
     runs = 0
     while True:
         runs += 1
-        rc = container.exec_run(argv).exit_code
+        try:
+            rc = container.exec_run(argv).exit_code
+        except DockerException:  # restarting or stopping right now: a failed run, tried again
+            rc = None
         if rc == 0 or time.monotonic() >= deadline:
             return {"rc": rc, "runs": runs}
         time.sleep(POLL_S * 2)
