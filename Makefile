@@ -10,7 +10,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 PY := $(VENV)/bin/python
 LABCTL := $(PY) lab/labctl
 
-.PHONY: help venv docker prometheus setup-demo setup-test system-demo system-test images lab-up lab-down demo test lint pytest pytest-offline pytest-lab molecule bench clean
+.PHONY: help venv docker prometheus setup system images lab-up lab-down demo test lint pytest pytest-offline pytest-lab molecule bench clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -28,22 +28,16 @@ prometheus:  ## make sure promtool, prometheus and alertmanager are installed (D
 	scripts/ensure_prometheus.sh
 
 # The first run's slow steps side by side: the virtualenv beside the system steps, which run one
-# after the other (apt takes one lock): the Docker engine, [prometheus,] the lab's base image.
+# after the other (apt takes one lock): the Docker engine, prometheus (WITH_PROMETHEUS=1, for the
+# alert tests), the lab's base image.
 base_image_step = $(if $(BASE_IMAGE),@echo "BASE_IMAGE=$(BASE_IMAGE): no local base image needed",lab/images/base/build_base.sh)
 
-setup-demo:
-	@$(MAKE) --no-print-directory -j2 venv system-demo
+setup:  ## the virtualenv beside Docker (+ prometheus with WITH_PROMETHEUS=1) and the base image
+	@$(MAKE) --no-print-directory -j2 venv system
 
-setup-test:
-	@$(MAKE) --no-print-directory -j2 venv system-test
-
-system-demo:
+system:
 	scripts/ensure_docker.sh
-	$(base_image_step)
-
-system-test:
-	scripts/ensure_docker.sh
-	scripts/ensure_prometheus.sh
+	$(if $(WITH_PROMETHEUS),scripts/ensure_prometheus.sh)
 	$(base_image_step)
 
 images: venv docker  ## build the lab images (no registry needed)
@@ -55,14 +49,15 @@ lab-up: images  ## start the lab; FAULT=a,b injects faults (list: lab/labctl fau
 lab-down: venv  ## stop the lab
 	$(LABCTL) down
 
-demo: setup-demo  ## start the lab with FAULT (default executor_hang) and diagnose it
+demo: setup  ## start the lab with FAULT (default executor_hang) and diagnose it
 	@$(MAKE) --no-print-directory images
 	$(LABCTL) up $(call fault_args,$(or $(FAULT),executor_hang)) >/dev/null
 	ansible-playbook -i inventory/lab.yml diagnose.yml
 	@echo; echo "Report: $(CURDIR)/reports/lab/diagnosis-latest.md (and .json)"; \
 	 echo "The lab is still running with fault '$(or $(FAULT),executor_hang)'. Heal it: $(LABCTL) fault healthy; stop it: make lab-down"
 
-test: setup-test  ## lint + offline tests beside the lab tests + molecule (log: reports/test-offline.log)
+test:  ## lint + offline tests beside the lab tests + molecule (log: reports/test-offline.log)
+	@$(MAKE) --no-print-directory setup WITH_PROMETHEUS=1
 	@$(MAKE) --no-print-directory images
 	@# The lab half mostly waits on the lab (time-based symptoms), so lint and the tests that do not
 	@# touch it run beside it; their output is printed at the end.
