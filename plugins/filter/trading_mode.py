@@ -22,21 +22,12 @@ options:
 """
 
 from ansible_collections.quantum.runbooks.plugins.module_utils.dotenv import quote_value
-
-TRUE = ("true", "1", "yes")  # what the executor's parse_bool accepts
+from ansible_collections.quantum.runbooks.plugins.module_utils.trading_mode import trading_mode_of
 
 
 def container_env(env_list, keys=None):
     pairs = (item.split("=", 1) for item in env_list or [] if "=" in item)
     return {k: v for k, v in pairs if keys is None or k in keys}
-
-
-def trading_mode_of(values):
-    """paper / testnet / live from BINANCE_USE_TESTNET and PAPER_TRADING, read as the executor reads them."""
-    values = values or {}
-    if str(values.get("PAPER_TRADING", "")).strip().lower() in TRUE:
-        return "paper"
-    return "testnet" if str(values.get("BINANCE_USE_TESTNET", "")).strip().lower() in TRUE else "live"
 
 
 def dotenv_quote(value):

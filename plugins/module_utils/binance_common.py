@@ -24,6 +24,7 @@ import traceback
 from urllib.parse import quote, quote_plus
 
 from ansible.module_utils.basic import env_fallback, missing_required_lib
+from ansible_collections.quantum.runbooks.plugins.module_utils.trading_mode import MODE_KEYS
 
 try:
     import requests  # python-binance's transport; its exceptions are caught by callers
@@ -168,7 +169,6 @@ def connection_kind(exc):
 
 # ---------------------------------------------------------------- settings of the running executor
 
-MODE_KEYS = ("BINANCE_USE_TESTNET", "PAPER_TRADING")
 SETTING_KEYS = MODE_KEYS + ("BINANCE_FUTURES_URL", "BINANCE_FUTURES_TESTNET_URL", "BINANCE_API_KEY",
                             "BINANCE_API_SECRET", "EXECUTOR_CLIENT_ORDER_PREFIX")
 SECRET_KEYS = ("BINANCE_API_KEY", "BINANCE_API_SECRET")

@@ -7,6 +7,8 @@ picks the primary cause by a fixed precedence and names the next action.
 """
 from __future__ import annotations
 
+from ansible_collections.quantum.runbooks.plugins.module_utils.trading_mode import trading_mode_of
+
 STEPS = {
     "executor": "1. Check Auto-Executor Health",
     "binance": "2. Check Binance API Connectivity",
@@ -18,6 +20,11 @@ STEPS = {
 # the executor, the executor's gate decides what reaches the exchange, and the
 # exchange can refuse the connection, the rate, the clock, the key, then fill.
 PRECEDENCE = (
+    # What a human did on purpose, and which money is really at stake, come before any fault:
+    # automation must never undo an emergency stop, and "paper" on disk while live orders go out
+    # is never "nothing to do".
+    "OPERATOR_STOPPED",
+    "TRADING_MODE_MISMATCH",
     "EVENT_BUS_DOWN",
     "NO_SIGNALS",
     "EXECUTOR_DOWN",
@@ -31,6 +38,9 @@ PRECEDENCE = (
     "ORDERS_STUCK_AT_EXCHANGE",
 )
 
+# Every verdict `decide` can return (remediation imports this list; it keeps no copy).
+VERDICTS = PRECEDENCE + ("HEALTHY", "INCONCLUSIVE")
+
 DEFAULT_THRESHOLDS = {
     "executor_silence_s": 20,       # a live executor logs a heartbeat every 5 s
     "no_signal_after_s": 900,       # runbook: NoOrdersSubmitted for > 15 min
@@ -42,6 +52,12 @@ DEFAULT_THRESHOLDS = {
 AUTH_CODES = {-2015, -2014, -1022}
 _PB = "ansible-playbook -i {inventory} playbooks/{playbook}"
 RECOMMENDED = {
+    "OPERATOR_STOPPED": ("resume_trading.yml -e confirm=RESUME",
+                         "Trading was stopped by an operator (emergency stop / kill switch): nothing is restarted "
+                         "automatically. Resume only once the reason for the stop is cleared."),
+    "TRADING_MODE_MISMATCH": ("rollback.yml -e trading_mode={dotenv_mode}",
+                              "The running executor trades {running_mode} while .env says {dotenv_mode}: apply "
+                              ".env with the rollback (recreates the executor), or revert .env to {running_mode}."),
     "EVENT_BUS_DOWN": (None, "Start Redis: docker compose up -d redis (in the project dir), then re-run diagnose."),
     "NO_SIGNALS": (None, "The ai-engine publishes no intents: check quantum_ai_engine logs and its data feed."),
     "EXECUTOR_DOWN": ("mitigate_restart_executor.yml", "Restart the executor (runbook quick fix 1)."),
@@ -63,9 +79,13 @@ RECOMMENDED = {
 }
 
 
-def finding(code, check, summary, evidence, severity="critical"):
-    return {"code": code, "check": check, "step": STEPS[check], "severity": severity,
-            "summary": summary, "evidence": [str(e) for e in evidence if e is not None]}
+def finding(code, check, summary, evidence, severity="critical", **facts):
+    """One finding; `facts` are machine-readable details the recommendation may name."""
+    out = {"code": code, "check": check, "step": STEPS[check], "severity": severity,
+           "summary": summary, "evidence": [str(e) for e in evidence if e is not None]}
+    if facts:
+        out["facts"] = facts
+    return out
 
 
 def _num(value, default=None):
@@ -80,6 +100,16 @@ def executor_findings(ex, t):
     if not ex or ex.get("check_error"):
         return []
     out = []
+    stop = ex.get("operator_stop") or {}
+    if stop.get("engaged"):
+        # The kill switch is a human's decision: a stopped or gate-blocked executor is its intended effect.
+        since = stop.get("since") or "an unknown time"
+        return [finding("OPERATOR_STOPPED", "executor", f"trading stopped by an operator at {since}", [
+            f"kill switch engaged ({', '.join(stop.get('where') or []) or 'engaged'})",
+            f"reason: {stop['reason']}" if stop.get("reason") else None,
+            f"executor container: {ex.get('status', 'missing')}",
+            "resume with playbooks/resume_trading.yml -e confirm=RESUME once the cause is cleared"],
+            since=since)]
     if not ex.get("exists") or not ex.get("running"):
         out.append(finding("EXECUTOR_DOWN", "executor", "auto-executor container is not running", [
             f"container status: {ex.get('status', 'missing')}",
@@ -163,6 +193,17 @@ def binance_findings(bn, t):
             f"{orders['stuck_count']} open orders older than the threshold "
             f"(own {orders.get('own_count')}, foreign {orders.get('foreign_count')}), "
             f"oldest {orders.get('oldest_age_s')} s"]))
+    dotenv, running = bn.get("dotenv"), bn.get("running_env")
+    if dotenv and running and trading_mode_of(dotenv) != trading_mode_of(running):
+        want, real = trading_mode_of(dotenv), trading_mode_of(running)
+        out.append(finding("TRADING_MODE_MISMATCH", "binance",
+                           f"the running executor trades {real.upper()}, .env says {want}", [
+                               f"{k}: .env={dotenv.get(k)} running={running.get(k)}"
+                               for k in sorted(set(dotenv) | set(running))],
+                           running_mode=real, dotenv_mode=want))
+    if bn.get("dotenv_error"):
+        out.append(finding("ENV_UNREADABLE", "binance", ".env could not be read: the drift check did not run",
+                           [bn["dotenv_error"]], severity="warning"))
     env = bn.get("env_drift") or []
     if env:
         out.append(finding("ENV_DRIFT", "binance", ".env and the running executor disagree", [
@@ -210,7 +251,7 @@ def _add_backlog_evidence(findings, bus):
 
 def _home_check(code):
     """The check that observes a cause directly (its finding is listed first)."""
-    if code.startswith(("BINANCE_", "CLOCK_", "ORDERS_")):
+    if code.startswith(("BINANCE_", "CLOCK_", "ORDERS_", "TRADING_")):
         return "binance"
     return "event_bus" if code in ("EVENT_BUS_DOWN", "NO_SIGNALS") else "executor"
 
@@ -248,6 +289,9 @@ def decide(checks, thresholds=None, inventory="inventory/lab.yml", available_pla
             severity="warning"))
         findings[-1]["step"] = "all checks"
     playbook, why = RECOMMENDED[primary]
+    facts = next((f.get("facts") or {} for f in findings if f["code"] == primary), {})
+    if facts:
+        playbook, why = playbook.format(**facts), why.format(**facts)
     if playbook and available_playbooks is not None and playbook.split()[0] not in available_playbooks:
         why = f"{why} (no playbook for it yet; by hand: {MANUAL.get(primary, 'see the runbook')})"
         playbook = None

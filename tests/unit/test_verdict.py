@@ -1,7 +1,7 @@
 """The verdict's rules and precedence, without the lab."""
 import pytest
 
-from ansible_collections.quantum.runbooks.plugins.module_utils.verdict import PRECEDENCE, decide
+from ansible_collections.quantum.runbooks.plugins.module_utils.verdict import PRECEDENCE, VERDICTS, decide
 
 RUNNING = {"exists": True, "running": True, "status": "running", "health": "healthy", "last_log_age_s": 1.0,
            "trailing_blocks": 0, "unanswered": [], "last_outcome": {"event": "ORDER_RESPONSE"}}
@@ -70,7 +70,52 @@ def test_precedence_most_upstream_wins_and_all_findings_are_kept():
 
 
 def test_precedence_lists_every_verdict_code_once():
-    assert len(PRECEDENCE) == len(set(PRECEDENCE)) == 11
+    assert len(PRECEDENCE) == len(set(PRECEDENCE)) == 13
+    assert set(VERDICTS) == set(PRECEDENCE) | {"HEALTHY", "INCONCLUSIVE"}
+
+
+STOP = {"engaged": True, "since": "2026-12-03T03:12:00Z", "where": ["redis", "policy file"], "reason": "ops"}
+
+
+@pytest.mark.parametrize("executor", [
+    {"running": False, "status": "exited", "exit_code": 0},   # emergency_stop.yml stopped it
+    {"trailing_blocks": 5, "top_block_reason": "KILL_SWITCH"},  # the executor honours the switch
+    {"running": False, "status": "exited", "health": "unhealthy"},
+])
+def test_an_operator_stop_is_its_own_verdict_and_never_recommends_a_restart(executor):
+    v = decide(checks(executor=dict(executor, operator_stop=STOP)))
+    assert v["primary"] == "OPERATOR_STOPPED"
+    assert "2026-12-03T03:12:00Z" in v["findings"][0]["summary"]
+    assert v["recommended"]["playbook"] == "resume_trading.yml"
+    assert "EXECUTOR_DOWN" not in [f["code"] for f in v["findings"]]
+
+
+def test_a_released_kill_switch_is_no_stop():
+    v = decide(checks(executor={"running": False, "status": "exited", "operator_stop": {"engaged": False}}))
+    assert v["primary"] == "EXECUTOR_DOWN"
+
+
+@pytest.mark.parametrize("dotenv,running,real,want", [
+    ({"PAPER_TRADING": "true", "BINANCE_USE_TESTNET": "false"}, {"BINANCE_USE_TESTNET": "false"}, "live", "paper"),
+    ({"BINANCE_USE_TESTNET": "true"}, {"BINANCE_USE_TESTNET": "false"}, "live", "testnet"),
+    ({"BINANCE_USE_TESTNET": "false"}, {"BINANCE_USE_TESTNET": "true"}, "testnet", "live"),
+])
+def test_a_trading_mode_mismatch_names_the_real_mode_first_and_the_exact_rollback(dotenv, running, real, want):
+    v = decide(checks(binance={"dotenv": dotenv, "running_env": running}))
+    assert v["primary"] == "TRADING_MODE_MISMATCH"
+    assert v["findings"][0]["summary"].startswith(f"the running executor trades {real.upper()}")
+    assert v["recommended"]["command"].endswith(f"playbooks/rollback.yml -e trading_mode={want}")
+
+
+def test_same_mode_spelled_differently_is_no_mismatch():
+    v = decide(checks(binance={"dotenv": {"BINANCE_USE_TESTNET": "1"}, "running_env": {"BINANCE_USE_TESTNET": "true"}}))
+    assert v["primary"] == "HEALTHY"
+
+
+def test_an_unreadable_env_is_a_finding_not_an_empty_field():
+    v = decide(checks(binance={"dotenv": {}, "dotenv_error": "cannot read /p/.env: Permission denied"}))
+    assert [f["code"] for f in v["findings"]] == ["ENV_UNREADABLE"]
+    assert "Permission denied" in v["findings"][0]["evidence"][0]
 
 
 def test_a_check_that_could_not_run_makes_it_inconclusive_not_healthy():
