@@ -24,6 +24,7 @@ import traceback
 from urllib.parse import quote, quote_plus
 
 from ansible.module_utils.basic import env_fallback, missing_required_lib
+
 from ansible_collections.quantum.runbooks.plugins.module_utils.trading_mode import MODE_KEYS
 
 try:
