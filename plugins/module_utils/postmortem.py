@@ -49,6 +49,19 @@ CONFIRM = "> **Confirm:** "
 # ---------------------------------------------------------------- prevention, one entry per verdict code
 # Reviewed suggestions for the human to keep, edit or strike. Keys: every code verdict.py can produce.
 PREVENTION = {
+    "OPERATOR_STOPPED": [
+        "Write down in the stop's reason why trading was stopped and who may resume it; resume with "
+        "resume_trading.yml only once that cause is cleared.",
+        "Silence the executor alerts while a stop is in force, so a deliberate stop pages no one.",
+    ],
+    "TRADING_MODE_MISMATCH": [
+        "Change the trading mode only with rollback.yml, which recreates the executor and verifies the running "
+        "container; `docker compose restart` does not re-read `.env`.",
+        "Alert when the running executor's mode differs from `.env` (diagnose reports it first).",
+    ],
+    "ENV_UNREADABLE": [
+        "Run the diagnosis as the stack's owner (become `qt`), so `.env` can be compared with the running executor.",
+    ],
     "EVENT_BUS_DOWN": [
         "Redis with persistence (AOF) and a restart policy; a memory limit with headroom so the streams are never "
         "evicted.",
