@@ -90,6 +90,16 @@ def test_executor_hang_is_up_but_silent_while_the_backlog_grows(fault):
         requests.get("http://127.0.0.1:19100/healthz", timeout=2)
 
 
+def test_up_on_a_hung_lab_brings_it_back_healthy(fault):
+    """`make demo` leaves the executor frozen; `make test` then runs `labctl up`, which must heal it
+    (compose's --wait fails at once on an unhealthy container)."""
+    fault("executor_hang")
+    res = subprocess.run([*LABCTL, "up"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-1000:]
+    status = json.loads(res.stdout)
+    assert status["faults"] == [] and status["containers"][EXECUTOR]["health"] == "healthy"
+
+
 def test_gate_block_logs_the_reason(fault):
     fault("gate_block")
     time.sleep(3)
