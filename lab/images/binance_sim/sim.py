@@ -365,10 +365,13 @@ class Sim:
             book.countdowns_fired.append({"symbol": symbol, "ts": self.server_ms(), "cancelled": len(cancelled)})
         log("WARN", "COUNTDOWN_FIRED", personality=book.name, symbol=symbol, cancelled=cancelled)
 
-    def record_request(self, personality, method, path, status, code, params):
+    def record_request(self, personality, method, path, status, code, params, arrived_ms):
+        """`ts` is when the request arrived (it belongs to the incident it arrived in, even when
+        binance_timeout held it and answered it minutes later), `answered_ts` when it was answered."""
         hidden = ("signature", "timestamp", "recvWindow")
         with self.lock:
-            self.requests.append({"ts": self.server_ms(), "personality": personality, "method": method,
+            self.requests.append({"ts": arrived_ms, "answered_ts": self.server_ms(), "personality": personality,
+                                  "method": method,
                                   "path": path, "status": status, "code": code,
                                   "params": {k: v for k, v in params.items() if k not in hidden}})
 
@@ -774,6 +777,7 @@ def api_handler(sim, name):
         do_POST = do_PUT = do_DELETE = do_GET
 
         def handle_api(self):
+            arrived_ms = sim.server_ms()
             url = urlsplit(self.path)
             raw_body = self.body()
             # params from the form body and the query; the query wins (GI)
@@ -797,7 +801,7 @@ def api_handler(sim, name):
                 status, code = 500, -1000
                 self.reply(500, {"code": -1000, "msg": "An unknown error occured while processing the request."},
                            headers, -1000)
-            sim.record_request(name, self.command, url.path, status, code, params)
+            sim.record_request(name, self.command, url.path, status, code, params, arrived_ms)
 
         def run(self, route, book, params, raw_query, raw_body, used, headers):
             if "binance_timeout" in sim.faults:
