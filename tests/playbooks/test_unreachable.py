@@ -31,7 +31,7 @@ def test_a_mitigation_against_an_unreachable_host_audits_it_and_says_nothing_cha
                           f"playbooks/{name}", *extra, "-e", f"qt_audit_log={audit}"],
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert res.returncode != 0
-    assert f"STATE: down-host is unreachable" in res.stdout and "nothing was changed there" in res.stdout, \
+    assert "STATE: down-host is unreachable" in res.stdout and "nothing was changed there" in res.stdout, \
         res.stdout[-3000:]
     [record] = [json.loads(line) for line in audit.read_text().splitlines()]
     assert (record["action"], record["result"], record["host"]) == (action, "unreachable", "down-host")
