@@ -2,11 +2,15 @@
 qt-remediate against a real emergency stop."""
 import json
 import os
+import shutil
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
+from sim_process import free_port
 
 pytestmark = pytest.mark.lab
 
@@ -35,18 +39,77 @@ def latest_verdict():
     return json.loads((ROOT / "reports" / "lab" / "diagnosis-latest.json").read_text())
 
 
+def am_json(url, body=None):
+    req = urllib.request.Request(url, data=json.dumps(body).encode() if body is not None else None,
+                                 headers={"Content-Type": "application/json"}, method="POST" if body else "GET")
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        return json.loads(resp.read() or b"null")
+
+
 @pytest.fixture
-def stopped(lab, tmp_path):
-    """An operator's emergency stop, released again at the end whatever the test did."""
+def alertmanager(tmp_path):
+    """A real Alertmanager (Debian package) on a free loopback port, routing to nobody."""
+    if not shutil.which("prometheus-alertmanager"):
+        pytest.fail("prometheus-alertmanager missing: run `make prometheus` (scripts/ensure_prometheus.sh)")
+    port = free_port()
+    (tmp_path / "am.yml").write_text("route: {receiver: none}\nreceivers: [{name: none}]\n")
+    proc = subprocess.Popen(["prometheus-alertmanager", f"--config.file={tmp_path / 'am.yml'}",
+                             f"--storage.path={tmp_path / 'am'}", "--cluster.listen-address=",
+                             f"--web.listen-address=127.0.0.1:{port}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            am_json(url + "/api/v2/status")
+            break
+        except OSError:
+            time.sleep(0.2)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def executor_alert_state(am):
+    """Post the alert a stopped executor fires, as Prometheus would; its state in Alertmanager."""
+    am_json(am + "/api/v2/alerts", [{"labels": {"alertname": "ExecutorMetricsDown", "qt_host": "lab"},
+                                     "annotations": {}}])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        alerts = am_json(am + "/api/v2/alerts?filter=alertname%3D%22ExecutorMetricsDown%22")
+        if alerts:
+            return alerts[0]["status"]["state"]
+        time.sleep(0.2)
+    raise AssertionError("Alertmanager never listed the posted alert")
+
+
+def silences(am):
+    return [x for x in am_json(am + "/api/v2/silences") if x["status"]["state"] == "active"]
+
+
+@pytest.fixture
+def stopped(lab, tmp_path, alertmanager):
+    """An operator's emergency stop (alerts silenced in a real Alertmanager), released again at the end
+    whatever the test did."""
     audit = tmp_path / "audit.jsonl"
-    res = playbook("playbooks/emergency_stop.yml", "-e", "confirm=ABORT", audit=audit)
+    am = ["-e", f"qt_alertmanager_url={alertmanager}"]
+    res = playbook("playbooks/emergency_stop.yml", "-e", "confirm=ABORT", *am, audit=audit)
     assert res.returncode == 0 and not running(), res.stdout[-3000:]
-    yield audit
-    playbook("playbooks/resume_trading.yml", "-e", "confirm=RESUME", audit=audit)
+    assert "silenced in Alertmanager until resume" in res.stdout
+    yield audit, alertmanager
+    playbook("playbooks/resume_trading.yml", "-e", "confirm=RESUME", *am, audit=audit)
 
 
-def test_a_stop_is_sticky_for_diagnose_restart_rollback_and_remediation(stopped, tmp_path):
-    audit = stopped
+def test_a_stop_is_sticky_for_diagnose_restart_rollback_and_remediation(stopped, fault, tmp_path):
+    audit, am = stopped
+    # a deliberate stop pages no one: the executor's alerts for this host are silenced, once
+    [silence] = silences(am)
+    assert silence["createdBy"].startswith("qt-runbooks emergency_stop.yml")
+    assert executor_alert_state(am) == "suppressed"
+    again = playbook("playbooks/emergency_stop.yml", "-e", "confirm=ABORT", "-e", f"qt_alertmanager_url={am}",
+                     audit=audit)
+    assert again.returncode == 0 and "already silenced" in again.stdout and len(silences(am)) == 1
+
     res = playbook("diagnose.yml")
     assert res.returncode == 0, res.stdout[-3000:]
     verdict = latest_verdict()["verdict"]
@@ -85,6 +148,19 @@ def test_a_stop_is_sticky_for_diagnose_restart_rollback_and_remediation(stopped,
     res = playbook("playbooks/mitigate_restart_executor.yml", "-e", "qt_override_emergency_stop=true", audit=audit)
     assert res.returncode == 0 and running(), res.stdout[-3000:]
     assert playbook("diagnose.yml").returncode == 0 and latest_verdict()["verdict"]["primary"] == "OPERATOR_STOPPED"
+
+    # resume: the silence is expired, and the next alert for a hung executor is acted on again
+    res = playbook("playbooks/resume_trading.yml", "-e", "confirm=RESUME", "-e", f"qt_alertmanager_url={am}",
+                   audit=audit)
+    assert res.returncode == 0, res.stdout[-3000:]
+    assert silences(am) == [] and executor_alert_state(am) == "active"
+    fault("executor_hang")
+    payload["alerts"][0]["fingerprint"] = "5afe5afe5afe0002"
+    res = subprocess.run([str(BIN / "qt-remediate"), "alert", "--payload", "-"], input=json.dumps(payload),
+                         capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    runs = [r for r in records(tmp_path / "remediation" / "audit.jsonl") if r["action"] == "restart_executor"]
+    assert [r["result"] for r in runs] == ["restarted"], runs
 
 
 def test_diagnose_says_which_mode_really_trades_when_env_and_the_executor_disagree(lab, tmp_path):
