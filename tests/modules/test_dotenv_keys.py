@@ -29,6 +29,8 @@ HAS_COMPOSE = (
 )
 ORACLE = "compose" if HAS_COMPOSE else "builtin"
 needs_compose = pytest.mark.skipif(not HAS_COMPOSE, reason="docker compose v2 not found (`make venv` links it)")
+if not HAS_COMPOSE and (os.environ.get("QT_REQUIRE_TOOLS") or os.environ.get("CI")):  # `make test`: fail, not skip
+    pytest.fail("docker compose v2 not found and QT_REQUIRE_TOOLS/CI is set (`make venv` links it)", pytrace=False)
 
 
 @pytest.fixture

@@ -105,6 +105,8 @@ def _compose_ok():
 
 HAS_COMPOSE = _compose_ok()
 needs_compose = pytest.mark.skipif(not HAS_COMPOSE, reason="docker compose v2 not found (`make venv` links it)")
+if not HAS_COMPOSE and (os.environ.get("QT_REQUIRE_TOOLS") or os.environ.get("CI")):  # `make test`: fail, not skip
+    pytest.fail("docker compose v2 not found and QT_REQUIRE_TOOLS/CI is set (`make venv` links it)", pytrace=False)
 
 
 def _compose_config(paths):
