@@ -38,6 +38,7 @@ setup:  ## the virtualenv beside Docker (+ prometheus with WITH_PROMETHEUS=1) an
 system:
 	scripts/ensure_docker.sh
 	$(if $(WITH_PROMETHEUS),scripts/ensure_prometheus.sh)
+	$(if $(WITH_PROMETHEUS),scripts/ensure_java.sh)
 	$(base_image_step)
 
 images: venv docker  ## build the lab images (no registry needed)
@@ -56,6 +57,7 @@ demo: setup  ## start the lab with FAULT (default executor_hang) and diagnose it
 	@echo; echo "Report: $(CURDIR)/reports/lab/diagnosis-latest.md (and .json)"; \
 	 echo "The lab is still running with fault '$(or $(FAULT),executor_hang)'. Heal it: $(LABCTL) fault healthy; stop it: make lab-down"
 
+test: export QT_REQUIRE_TOOLS := 1
 test:  ## lint + offline tests beside the lab tests + molecule (log: reports/test-offline.log)
 	@$(MAKE) --no-print-directory setup WITH_PROMETHEUS=1
 	@$(MAKE) --no-print-directory images

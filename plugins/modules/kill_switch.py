@@ -41,7 +41,10 @@ options:
         Other settings in it are kept; the write is atomic. Not touched when unset.
     type: path
   url:
-    description: Redis URL; when unset, Redis is reached at the IP of O(container).
+    description:
+      - Redis URL; when unset, Redis is reached at the IP of O(container).
+      - A password in it (V(redis://user:PASSWORD@host:6379/0) or V(?password=PASSWORD)) is masked in the
+        result, the invocation and every message.
     type: str
   container:
     description: Redis container, used when O(url) is not set.
@@ -105,15 +108,16 @@ import os
 import tempfile
 from datetime import datetime, timezone
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.quantum.runbooks.plugins.module_utils.redis_connect import (
     CONNECTION_SPEC,
+    RedisModule,
+    check_url,
     container_target,
     fail_without_libraries,
+    masked_url,
     redis_client,
 )
-from ansible_collections.quantum.runbooks.plugins.module_utils.redis_streams import RedisError, mask_url, one_line
+from ansible_collections.quantum.runbooks.plugins.module_utils.redis_streams import RedisError, one_line
 
 
 def set_policy_flag(module, path, engaged):
@@ -184,7 +188,7 @@ def query(module, p):
     if error:
         result["redis"]["error"] = error
         module.exit_json(**result)
-    result["redis"]["target"] = mask_url(url)
+    result["redis"]["target"] = masked_url(url)
     client = redis_client(url, p["timeout"])
     try:
         raw = client.get(p["key"])
@@ -207,7 +211,7 @@ def query(module, p):
 
 
 def main():
-    module = AnsibleModule(
+    module = RedisModule(  # never shows the password of url (invocation, messages, syslog)
         argument_spec=dict(
             CONNECTION_SPEC,
             state=dict(type="str", choices=["engaged", "released", "query"], default="engaged"),
@@ -219,6 +223,7 @@ def main():
     )
     p = module.params
     fail_without_libraries(module)
+    check_url(module)
     if p["state"] == "query":
         query(module, p)
     engaged = p["state"] == "engaged"
@@ -235,12 +240,12 @@ def main():
     persisted = " (persisted in the policy file)" if p["policy_file"] and engaged else ""
     if error:
         module.fail_json(msg=f"kill switch not set in Redis: {error}{persisted}", **result)
-    result["redis"]["target"] = mask_url(url)
+    result["redis"]["target"] = masked_url(url)
     client = redis_client(url, p["timeout"])
     try:
         was_set, value, changed = set_redis_key(module, client, p["key"], engaged, p["reason"])
     except RedisError as err:
-        module.fail_json(msg=f"kill switch not set in Redis {mask_url(url)}: {one_line(str(err))}{persisted}",
+        module.fail_json(msg=f"kill switch not set in Redis {masked_url(url)}: {one_line(str(err))}{persisted}",
                          **result)
     finally:
         client.close()

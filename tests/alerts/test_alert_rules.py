@@ -2,13 +2,15 @@
 Prometheus and Alertmanager configs valid and wired to the remediation webhook.
 
 Needs promtool and amtool (Debian packages prometheus, prometheus-alertmanager:
-scripts/ensure_prometheus.sh). Skipped without them on a workstation; with CI or
-QT_REQUIRE_PROMTOOL set a missing tool fails the test instead.
+scripts/ensure_prometheus.sh, which `make test` runs). Under `make test` (QT_REQUIRE_TOOLS=1; also
+with CI or QT_REQUIRE_PROMTOOL set) a missing tool fails the test; run on its own, pytest skips it and
+says why.
 """
 import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -40,8 +42,8 @@ def tool(name):
         return path
     how = ("run scripts/ensure_prometheus.sh as root (apt-get install -y --no-install-recommends "
            "prometheus prometheus-alertmanager)")
-    if os.environ.get("CI") or os.environ.get("QT_REQUIRE_PROMTOOL"):
-        pytest.fail(f"{name} not found and CI/QT_REQUIRE_PROMTOOL is set: {how}")
+    if any(os.environ.get(flag) for flag in ("QT_REQUIRE_TOOLS", "CI", "QT_REQUIRE_PROMTOOL")):
+        pytest.fail(f"{name} not found and QT_REQUIRE_TOOLS/CI is set, so a missing tool fails the run: {how}")
     pytest.skip(f"{name} not found: {how}")
 
 
@@ -267,3 +269,20 @@ def test_remediation_alerts_go_to_a_human_not_to_the_remediation(alertname):
               f"alertname={alertname}", "severity=critical", "component=remediation", "instance=127.0.0.1:19095")
     assert res.returncode == 0, res.stdout + res.stderr
     assert res.stdout.split() == ["on-call"]
+
+
+def run_without_promtool(tmp_path, **env):
+    """test_rules_pass_promtool_check (both rule files) in a child pytest whose PATH has no promtool."""
+    run_env = {k: v for k, v in os.environ.items() if k not in ("QT_REQUIRE_TOOLS", "CI", "QT_REQUIRE_PROMTOOL")}
+    run_env.update(PATH=str(tmp_path), **env)  # an empty directory
+    res = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rsfE",
+                          f"{__file__}::test_rules_pass_promtool_check"],
+                         cwd=ROOT, env=run_env, capture_output=True, text=True, timeout=300)
+    return res.returncode, res.stdout
+
+
+def test_without_promtool_the_tests_fail_under_make_test_and_skip_otherwise(tmp_path):
+    code, out = run_without_promtool(tmp_path, QT_REQUIRE_TOOLS="1")  # what `make test` exports
+    assert code == 1 and "promtool not found and QT_REQUIRE_TOOLS/CI is set" in out, out[-2000:]
+    code, out = run_without_promtool(tmp_path)
+    assert code == 0 and "2 skipped" in out and "promtool not found: run scripts/ensure_prometheus.sh" in out, out
