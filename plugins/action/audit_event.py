@@ -6,7 +6,7 @@ from __future__ import annotations
 from ansible.errors import AnsibleActionFail
 
 from ansible_collections.quantum.runbooks.plugins.module_utils.audit import append, make_record
-from ansible_collections.quantum.runbooks.plugins.module_utils.controller_action import ControllerOnly
+from ansible_collections.quantum.runbooks.plugins.plugin_utils.controller_action import ControllerOnly
 
 # Documentation: plugins/modules/audit_event.py (ansible-doc reads it there).
 # The record format and the secret masking live in module_utils/audit.py (shared with qt-remediate).

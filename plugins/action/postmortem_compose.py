@@ -12,7 +12,7 @@ from ansible.module_utils.parsing.convert_bool import boolean
 
 from ansible_collections.quantum.runbooks.plugins.module_utils import postmortem as pm
 from ansible_collections.quantum.runbooks.plugins.module_utils import postmortem_chart
-from ansible_collections.quantum.runbooks.plugins.module_utils.controller_action import ControllerOnly
+from ansible_collections.quantum.runbooks.plugins.plugin_utils.controller_action import ControllerOnly
 
 # Documentation: plugins/modules/postmortem_compose.py (ansible-doc reads it there).
 

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from ansible.errors import AnsibleActionFail
 
 from ansible_collections.quantum.runbooks.plugins.module_utils import postmortem as pm
-from ansible_collections.quantum.runbooks.plugins.module_utils.controller_action import ControllerOnly
+from ansible_collections.quantum.runbooks.plugins.plugin_utils.controller_action import ControllerOnly
 
 # Documentation: plugins/modules/postmortem_evidence.py (ansible-doc reads it there).
 

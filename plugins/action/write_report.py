@@ -12,9 +12,10 @@ import tempfile
 
 from ansible.errors import AnsibleActionFail
 
-from ansible_collections.quantum.runbooks.plugins.module_utils.controller_action import ControllerOnly
+from ansible_collections.quantum.runbooks.plugins.plugin_utils.controller_action import ControllerOnly
 
 # Documentation: plugins/modules/write_report.py (ansible-doc reads it there).
+
 
 class ActionModule(ControllerOnly):
     def work(self, args, task_vars):

@@ -6,29 +6,7 @@ from __future__ import annotations
 from ansible_collections.quantum.runbooks.plugins.module_utils.trace import timeline
 from ansible_collections.quantum.runbooks.plugins.module_utils.verdict import STEPS, decide
 
-DOCUMENTATION = r"""
-name: diagnose_verdict
-short_description: The "Execution Stuck" verdict from the four checks' results
-version_added: "0.1.0"
-description:
-  - Applies the documented precedence (most upstream cause wins) to the findings of
-    the executor, Binance, event-bus and trace checks.
-options:
-  _input:
-    description: Dict with keys C(executor), C(binance), C(event_bus), C(trace) (each a check result).
-    type: dict
-    required: true
-  thresholds:
-    description: Overrides of the default thresholds.
-    type: dict
-  inventory:
-    description: Inventory path used in the recommended command line.
-    type: str
-  available_playbooks:
-    description: File names in playbooks/; a recommendation without its playbook falls back to the manual step.
-    type: list
-    elements: str
-"""
+# Documentation: one <filter name>.yml per filter beside this file.
 
 
 def diagnose_verdict(checks, thresholds=None, inventory="inventory/lab.yml", available_playbooks=None):

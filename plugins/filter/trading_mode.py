@@ -3,26 +3,10 @@
 """Filters for the rollback playbooks: a container's environment and the trading mode it means."""
 from __future__ import annotations
 
-DOCUMENTATION = r"""
-name: container_env
-short_description: A container's C(Config.Env) list as a dict, optionally only some keys
-version_added: "0.2.0"
-description:
-  - Splits each C(KEY=value) entry at the first C(=), as Docker does.
-options:
-  _input:
-    description: The C(Config.Env) list from community.docker.docker_container_info.
-    type: list
-    elements: str
-    required: true
-  keys:
-    description: Keep only these keys.
-    type: list
-    elements: str
-"""
-
 from ansible_collections.quantum.runbooks.plugins.module_utils.dotenv import quote_value
 from ansible_collections.quantum.runbooks.plugins.module_utils.trading_mode import trading_mode_of
+
+# Documentation: one <filter name>.yml per filter beside this file.
 
 
 def container_env(env_list, keys=None):

@@ -48,6 +48,7 @@ def binance_library():
     from binance.exceptions import BinanceAPIException, BinanceRequestException
     return Client, BinanceAPIException, BinanceRequestException
 
+
 # python-binance 1.0.37's futures base URLs (base_client.py:29-30), used when futures_url is not given.
 DEFAULT_FUTURES_URL = "https://fapi.binance.com/fapi"
 DEFAULT_FUTURES_TESTNET_URL = "https://testnet.binancefuture.com/fapi"
@@ -105,7 +106,7 @@ def make_client(params):
     url = futures_endpoint(params)
     client_class = binance_library()[0]
     client = client_class(params.get("api_key"), params.get("api_secret"), ping=False,
-                    testnet=bool(params.get("testnet")), requests_params={"timeout": params["timeout"]})
+                          testnet=bool(params.get("testnet")), requests_params={"timeout": params["timeout"]})
     # Instance attributes: with testnet=True python-binance reads FUTURES_TESTNET_URL, else FUTURES_URL.
     client.FUTURES_URL = url
     client.FUTURES_TESTNET_URL = url
@@ -186,12 +187,12 @@ def container_settings(name):
     """
     try:
         res = subprocess.run(["docker", "inspect", "--format", "{{json .State.Status}} {{json .Config.Env}}", name],
-                             capture_output=True, text=True, timeout=15)
+                             capture_output=True, text=True, timeout=15, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return "missing", {}
     if res.returncode != 0:
         return "missing", {}
-    state, _, env_json = res.stdout.strip().partition(" ")
+    state, _dummy, env_json = res.stdout.strip().partition(" ")
     pairs = (item.split("=", 1) for item in json.loads(env_json or "[]") if "=" in item)
     return json.loads(state), {k: v for k, v in pairs if k in SETTING_KEYS}
 

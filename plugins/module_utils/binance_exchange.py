@@ -61,8 +61,8 @@ _BANNED_UNTIL = re.compile(r"banned until (\d{12,14})")
 class ExchangeError(Exception):
     def __init__(self, kind, msg, http_status=None, code=None, retry_after_s=None):
         super().__init__(msg)
-        self.kind, self.msg, self.http_status, self.code, self.retry_after_s = (kind, msg, http_status, code,
-                                                                               retry_after_s)
+        self.kind, self.msg, self.http_status, self.code, self.retry_after_s = (
+            kind, msg, http_status, code, retry_after_s)
 
     @property
     def hanging(self):
@@ -238,7 +238,7 @@ def connection_params(params, no_log_values):
     if params.get("settings_from_container"):
         state, env = container_settings(params["settings_from_container"])
         hide_container_secrets(env, no_log_values)
-        p, _ = apply_settings(p, env)
+        p, _dummy = apply_settings(p, env)
         extra["settings_container_state"] = state
     p["symbols"] = sorted({s.strip().upper() for s in p.get("symbols") or [] if s and s.strip()})
     return p, env, extra

@@ -216,11 +216,11 @@ def main(request_line=None):
     except Exception as exc:  # always answer with JSON
         result = _empty_result(None)
         result.update(error_kind="other", error="bad request line: %s" % exc)
-        print(json.dumps(result))
+        sys.stdout.write(json.dumps(result) + "\n")
         return 2
-    print(json.dumps(result))
+    sys.stdout.write(json.dumps(result) + "\n")
     return 0
 
 
 if __name__ == "__main__" and sys.argv[:1] != ["-"]:
-    sys.exit(main())
+    raise SystemExit(main())

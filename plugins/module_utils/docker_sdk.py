@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import traceback
 
+# What the modules import from here (NotFound only re-exported).
+__all__ = ["DOCKER_IMPORT_ERROR", "HAS_DOCKER", "DockerException", "NotFound", "docker", "docker_client"]
+
 try:
     import docker
     from docker.errors import DockerException, NotFound

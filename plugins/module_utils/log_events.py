@@ -19,7 +19,7 @@ def parse_docker_ts(stamp):
     """'2026-11-28T03:04:05.123456789Z' -> epoch seconds (float), None if not a timestamp."""
     if not stamp or not stamp.endswith("Z"):
         return None
-    head, _, frac = stamp[:-1].partition(".")
+    head, _dummy, frac = stamp[:-1].partition(".")
     try:
         base = datetime.strptime(head, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc)
     except ValueError:

@@ -281,7 +281,7 @@ def _incidents(diagnoses, audit, merge_gap_s):
                                                              if is_mitigation(r)]
     events.sort(key=lambda e: (e[0], e[1]))
     done, cur = [], None
-    for ts, _, kind, item in events:
+    for ts, _dummy, kind, item in events:
         if kind == "mit":
             if cur is not None:
                 cur["mitigations"].append(item)
@@ -795,8 +795,8 @@ def _md_orders(pm):
         lines += ["", "| correlation id | symbol | client order id | submitted | what happened |",
                   "|---|---|---|---|---|"]
         lines += ["| %s | %s | %s | %s | %s |" % (_cell(r["correlation_id"]), _cell(r["symbol"]),
-                                                   _cell(r["client_order_id"]), when(r["submitted_at"]),
-                                                   _cell("; ".join(r["how"]))) for r in o["orders"]]
+                                                  _cell(r["client_order_id"]), when(r["submitted_at"]),
+                                                  _cell("; ".join(r["how"]))) for r in o["orders"]]
         if not o["listed_all"]:
             lines += ["", "Only the first %d are listed." % MAX_LISTED_ORDERS]
     return "\n".join(lines)
@@ -820,8 +820,8 @@ def _md_pnl(pm):
                 ""]
         lines += ["Includes: every income record the exchange booked for the account %s (`%s`, %s) - "
                   "realized PnL of fills, commissions, funding fees and any other income type above. The window "
-                  "also covers normal trading before the first symptom." % (span, m["personality"] or "?",
-                                                                             _safe(m["endpoint"] or "?")),
+                  "also covers normal trading before the first symptom." % (
+                      span, m["personality"] or "?", _safe(m["endpoint"] or "?")),
                   "Excludes: unrealized PnL of open positions (at the mark price, below when read), the "
                   "opportunity cost of orders that never reached the exchange, and fills after the window."]
         if m["positions"] is None:
@@ -829,7 +829,8 @@ def _md_pnl(pm):
         elif m["positions"]:
             lines += ["", "Open positions %s: " % ("now" if m["positions_now"] else "when written (after the window)")
                       + "; ".join("%s %s %s, uPnL %s" % (
-                p["symbol"], p["side"], p["positionAmt"], signed(p["unRealizedProfit"])) for p in m["positions"])]
+                          p["symbol"], p["side"], p["positionAmt"], signed(p["unRealizedProfit"]))
+                          for p in m["positions"])]
         else:
             lines += ["", "Open positions %s: none." % ("now" if m["positions_now"] else "when written")]
     lines += [""] + ["Warning: %s." % _safe(w) for w in m["warnings"]] if m["warnings"] else []
@@ -868,10 +869,10 @@ def _md_summary(pm):
         "| Host | %s |" % _cell(pm["host"]),
         "| Window (UTC) | %s to %s (%s) |" % (when(w["start"]), when(w["end"]), duration(w["end"] - w["start"])),
         "| Window from | %s%s |" % ("operator" if w["anchor_kind"] == "given" else "first failing diagnosis",
-                                   " minus %s lookback" % duration(w["lookback_s"]) if w["lookback_s"] else ""),
+                                    " minus %s lookback" % duration(w["lookback_s"]) if w["lookback_s"] else ""),
         "| Window to | %s |" % {"healthy_after_mitigation": "first HEALTHY diagnosis after a mitigation",
-                                  "healthy_without_mitigation": "first HEALTHY diagnosis (no mitigation recorded)",
-                                  "given": "operator", "now": "now (not resolved)"}[w["end_kind"]],
+                                "healthy_without_mitigation": "first HEALTHY diagnosis (no mitigation recorded)",
+                                "given": "operator", "now": "now (not resolved)"}[w["end_kind"]],
         "| Status | DRAFT - prefilled from evidence; every field needs a human's confirmation |",
     ]
     rows += ["", "In one line each:", ""] + ["- %s" % _safe(line) for line in field_lines(pm)]

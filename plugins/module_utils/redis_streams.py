@@ -94,7 +94,7 @@ def mask_url(url):
     query = parts.query
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
-        if any(k == "password" for k, _ in pairs):
+        if any(k == "password" for k, _dummy in pairs):
             query = urlencode([(k, MASK if k == "password" else v) for k, v in pairs], safe="*")
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
@@ -105,7 +105,7 @@ def parse_id(entry_id):
         return None
     if isinstance(entry_id, bytes):
         entry_id = entry_id.decode()
-    ms, _, seq = str(entry_id).partition("-")
+    ms, _dummy, seq = str(entry_id).partition("-")
     try:
         return int(ms), int(seq or 0)
     except ValueError:

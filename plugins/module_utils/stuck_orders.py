@@ -126,7 +126,7 @@ def cancel_summary(which, targets, kept, calls, results, check_mode, stop_text, 
     gone = [r for r in results if r["outcome"] == "already_gone"]
     opened = [r for r in results if r["position_opened"]]
     parts = ["%scancelled %d of %d %s (%s)" % ("PARTIAL: " if left else "", len(done), len(targets), which,
-                                              _plan(calls))]
+                                               _plan(calls))]
     if left:
         parts.append("NOT DONE %d: %s" % (len(left), _ids(left)))
     if stop_text:
@@ -144,8 +144,8 @@ def cancel_summary(which, targets, kept, calls, results, check_mode, stop_text, 
 
 def _order_line(row):
     return "  %s %s %s %s@%s age %ss%s" % (row["orderId"], row["clientOrderId"], row["side"], row["origQty"],
-                                          row["price"], row["age_s"], " (kept: %s)" % row["reason"]
-                                          if row.get("reason") else "")
+                                           row["price"], row["age_s"], " (kept: %s)" % row["reason"]
+                                           if row.get("reason") else "")
 
 
 def cancel_diff(targets, kept, results, check_mode):

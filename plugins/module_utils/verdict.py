@@ -241,9 +241,9 @@ def trace_findings(trace, t):
     """Runbook check 4 adds evidence to a finding; on its own it names the missing step."""
     if not trace or not trace.get("correlation_id") or not trace.get("first_missing_step"):
         return []
+    evidence = [f"{e.get('service')}: {e.get('event')} at {e.get('ts')}" for e in trace.get("timeline") or []]
     return [finding("TRACE_INCOMPLETE", "trace", f"order {trace['correlation_id']} stopped before "
-                    f"{trace['first_missing_step']}", [f"{e.get('service')}: {e.get('event')} at {e.get('ts')}"
-                                                     for e in trace.get("timeline") or []], severity="info")]
+                    f"{trace['first_missing_step']}", evidence, severity="info")]
 
 
 def _add_backlog_evidence(findings, bus):

@@ -32,7 +32,7 @@ options:
     description: Anything else worth keeping (verdict, ids, durations); never secrets.
     type: dict
 author:
-  - qt-runbooks contributors
+  - qt-runbooks maintainers (!UNKNOWN)
 """
 
 EXAMPLES = r"""

@@ -61,7 +61,7 @@ seealso:
     description: C(GET /fapi/v1/income), weight 30, C(limit) up to 1000.
     link: https://developers.binance.com/docs/derivatives/usds-margined-futures/account/rest-api/Get-Income-History
 author:
-  - qt-runbooks contributors
+  - qt-runbooks maintainers (!UNKNOWN)
 """
 
 EXAMPLES = r"""
@@ -212,7 +212,7 @@ def argument_spec():
 def effective_params(params, no_log_values):
     """Parameters with the container's settings applied (its keys go to ``no_log_values``), the window in
     epoch ms (``start_ms`` / ``end_ms``, None when unparsable) and the filters upper-cased."""
-    p, _, extra = connection_params(params, no_log_values)
+    p, _dummy, extra = connection_params(params, no_log_values)
     p["income_types"] = sorted({t.strip().upper() for t in p.get("income_types") or [] if t and t.strip()})
     for name, default in (("start_time", None), ("end_time", time.time())):
         try:
@@ -246,8 +246,8 @@ def read_pages(ex, client, p):
         except ExchangeError as err:
             if not records:
                 raise
-            return records, calls, cursor - 1, "stopped after %d records: %s" % (len(records),
-                                                                                describe(err, ex, True))
+            return records, calls, cursor - 1, "stopped after %d records: %s" % (
+                len(records), describe(err, ex, True))
         if not isinstance(page, list):
             raise ExchangeError("unknown", "GET /fapi/v1/income answered without a list")
         for rec in page:

@@ -113,7 +113,7 @@ seealso:
 extends_documentation_fragment:
   - quantum.runbooks.binance
 author:
-  - qt-runbooks contributors
+  - qt-runbooks maintainers (!UNKNOWN)
 """
 
 EXAMPLES = r"""
@@ -560,7 +560,7 @@ def parse_order_ids(items):
             order_id = item.get("orderId", item.get("order_id"))
             client_id = item.get("clientOrderId", item.get("client_order_id"))
         else:
-            symbol, _, ident = str(item).partition(":")
+            symbol, _dummy, ident = str(item).partition(":")
             order_id, client_id = (ident, None) if ident.isdigit() else (None, ident or None)
         if not symbol or (order_id in (None, "") and not client_id):
             raise Refused("order_ids entry %r needs a symbol and an orderId or clientOrderId" % (item,))

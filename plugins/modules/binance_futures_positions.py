@@ -75,7 +75,7 @@ seealso:
     description: C(reduceOnly), -2022.
     link: https://developers.binance.com/docs/derivatives/usds-margined-futures/trade/rest-api
 author:
-  - qt-runbooks contributors
+  - qt-runbooks maintainers (!UNKNOWN)
 """
 
 EXAMPLES = r"""
@@ -268,8 +268,8 @@ def first_read(ex, client, p, what):
         server_now(ex, client)  # guards against a ban and sets the clock before the signed call
         return read_positions(ex, client)
     except ExchangeError as err:
-        raise Refused("cannot read positions at %s: %s%s" % (futures_endpoint(p), describe(err, ex, reading=True),
-                                                            what)) from None
+        raise Refused("cannot read positions at %s: %s%s" % (
+            futures_endpoint(p), describe(err, ex, reading=True), what)) from None
 
 
 def run_read(ex, client, p, check_mode):
@@ -328,8 +328,8 @@ def run_closed(ex, client, p, check_mode):
                stop_reason=stop_text,
                changed=any(r["order_result"] in ("ok", "unknown") for r in rows),
                summary=pos.close_summary(rows, p["symbols"], False, new, stop_text, reread_text, weight_text(ex)))
-    left = new or any(r["status"] != "closed" for r in rows) or (stop is not None and stop.kind in
-                                                                  ("banned", "credentials"))
+    left = new or any(r["status"] != "closed" for r in rows) or (
+        stop is not None and stop.kind in ("banned", "credentials"))
     return out, out["summary"] if left else None
 
 
@@ -349,7 +349,7 @@ def argument_spec():
 def effective_params(params, no_log_values):
     """Parameters with the container's settings applied (its keys go to ``no_log_values``), symbols
     upper-cased; plus the extra results about the container."""
-    p, _, extra = connection_params(params, no_log_values)
+    p, _dummy, extra = connection_params(params, no_log_values)
     return p, extra
 
 

@@ -57,7 +57,7 @@ options:
 requirements:
   - docker (Python SDK) >= 7
 author:
-  - qt-runbooks contributors
+  - qt-runbooks maintainers (!UNKNOWN)
 """
 
 EXAMPLES = r"""
@@ -207,6 +207,7 @@ def summarise(client, name, p):
     summary = LogSummary(keep_last=p["keep_last"], correlation_id=p["correlation_id"])
     read_all(container.logs(**kwargs), summary.add)
     return dict(exists=True, **summary.result(time.time()))
+
 
 if __name__ == "__main__":
     main()

@@ -51,7 +51,7 @@ options:
 requirements:
   - docker (Python SDK) >= 7
 author:
-  - qt-runbooks contributors
+  - qt-runbooks maintainers (!UNKNOWN)
 """
 
 EXAMPLES = r"""

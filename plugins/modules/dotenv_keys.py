@@ -107,7 +107,7 @@ notes:
 requirements:
   - docker compose v2 on the target for O(oracle=compose) (optional with V(auto))
 author:
-  - qt-runbooks contributors
+  - qt-runbooks maintainers (!UNKNOWN)
 """
 
 EXAMPLES = r"""
@@ -277,7 +277,8 @@ class Run:
 
 def compose_available(run):
     try:
-        res = subprocess.run([*run.p["compose_command"], "version"], env=run.env, capture_output=True, timeout=60)
+        res = subprocess.run([*run.p["compose_command"], "version"], env=run.env, capture_output=True, timeout=60,
+                             check=False)
     except (OSError, subprocess.SubprocessError):
         return False
     return res.returncode == 0
@@ -304,7 +305,7 @@ def compose_env(run, env_path):
             "json",
         ]
         try:
-            res = subprocess.run(cmd, env=run.env, capture_output=True, timeout=120)
+            res = subprocess.run(cmd, env=run.env, capture_output=True, timeout=120, check=False)
         except (OSError, subprocess.SubprocessError) as err:
             return None, f"cannot run {' '.join(cmd[:2])}: {err}"
     finally:
@@ -490,7 +491,8 @@ def main():
             managed=dict(type="list", elements="str"),
             state=dict(type="str", choices=["present", "read"], default="present"),
             create=dict(type="bool", default=False),
-            secret_patterns=dict(type="list", elements="str", default=list(DEFAULT_SECRET_PATTERNS)),
+            secret_patterns=dict(type="list", elements="str", default=list(DEFAULT_SECRET_PATTERNS),
+                                 no_log=False),  # key-name patterns, not secrets
             backup=dict(type="bool", default=True),
             backup_keep=dict(type="int", default=10),
             oracle=dict(type="str", choices=["auto", "compose", "builtin"], default="auto"),

@@ -66,7 +66,7 @@ requirements:
   - redis (Python library) >= 4
   - docker (Python SDK) >= 7, only when O(url) is not set
 author:
-  - qt-runbooks contributors
+  - qt-runbooks maintainers (!UNKNOWN)
 """
 
 EXAMPLES = r"""

@@ -40,7 +40,7 @@ options:
     type: bool
     default: true
 author:
-  - qt-runbooks contributors
+  - qt-runbooks maintainers (!UNKNOWN)
 """
 
 EXAMPLES = r"""

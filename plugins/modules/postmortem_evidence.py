@@ -59,7 +59,7 @@ options:
     type: int
     default: 1000
 author:
-  - qt-runbooks contributors
+  - qt-runbooks maintainers (!UNKNOWN)
 """
 
 EXAMPLES = r"""

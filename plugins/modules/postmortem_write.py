@@ -50,7 +50,7 @@ options:
     type: raw
     default: "0644"
 author:
-  - qt-runbooks contributors
+  - qt-runbooks maintainers (!UNKNOWN)
 """
 
 EXAMPLES = r"""

@@ -70,7 +70,7 @@ notes:
 seealso:
   - module: quantum.runbooks.container_logs
 author:
-  - qt-runbooks contributors
+  - qt-runbooks maintainers (!UNKNOWN)
 """
 
 EXAMPLES = r"""

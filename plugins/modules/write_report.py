@@ -27,7 +27,7 @@ options:
     type: str
     default: "0644"
 author:
-  - qt-runbooks contributors
+  - qt-runbooks maintainers (!UNKNOWN)
 """
 
 EXAMPLES = r"""
