@@ -1,5 +1,6 @@
 """The Binance simulator as a local process on free loopback ports, for tests that
-need an exchange they can break (faults via its control API) without the lab."""
+need an exchange they can break (faults via its control API) without the lab; its fixtures `sim_server`
+and `sim` are loaded by the conftest.py of tests/modules and tests/lab."""
 import json
 import os
 import re
@@ -11,6 +12,8 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+import pytest
 
 SIM = Path(__file__).resolve().parents[1] / "lab" / "images" / "binance_sim" / "sim.py"
 KEYS = {
@@ -85,6 +88,22 @@ class SimProcess:
         c.FUTURES_TESTNET_URL = self.url("testnet")
         c.session.trust_env = False  # never route loopback traffic through an environment proxy
         return c
+
+
+@pytest.fixture(scope="module")
+def sim_server(tmp_path_factory):
+    """The Binance simulator as a local process (no lab needed)."""
+    server = SimProcess(tmp_path_factory.mktemp("binance_sim"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def sim(sim_server):
+    """The simulator, reset before and after the test (a reset also releases held requests)."""
+    assert sim_server.ctl("POST", "/_sim/reset")[0] == 200
+    yield sim_server
+    sim_server.ctl("POST", "/_sim/reset")
 
 
 # ---------------------------------------------------------------- our Binance modules, in-process

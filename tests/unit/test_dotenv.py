@@ -5,6 +5,7 @@ and a bounded random corpus are read by `docker compose config` as a service env
 same. No Docker daemon is needed; the compose plugin is linked by `make venv`.
 """
 
+import atexit
 import json
 import os
 import random
@@ -28,7 +29,30 @@ from ansible_collections.quantum.runbooks.plugins.module_utils.dotenv import (
     set_keys,
 )
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "dotenv"
+# Corpus files whose exact bytes are the point (CRLF, a lone CR, a BOM, invalid UTF-8) are byte strings
+# here, not files: the repository holds LF-only UTF-8 text (ansible-test sanity: line-endings,
+# no-smart-quotes, shebang). They join the files of tests/fixtures/dotenv/ in one directory.
+EXACT_BYTES = {
+    "bom.env": b"\xef\xbb\xbfBINANCE_USE_TESTNET=false\nPAPER_TRADING=false\n",
+    "crlf.env": b"# written on Windows\r\nBINANCE_USE_TESTNET=false\r\nPAPER_TRADING=false\r\n\r\nLOG_LEVEL=DEBUG\r\n",
+    "lone_cr.env": b"# a lone CR is not a line break: C is '3\\rD=4'\nA=1\nC=3\rD=4\nE=5\n",
+    "mixed_endings.env": b"A=1\r\nB=2\nC=3\r\n# comment\n\r\nD=4\n",
+    "multiline_crlf.env": b"KEY='a\r\nb'\r\nNEXT=1\r\n",
+    "bad_invalid_utf8.env": b"A=1\nB=2\nC=\xff\xfe\n",
+}
+
+
+def _corpus():
+    path = Path(tempfile.mkdtemp(prefix="dotenv-corpus-"))
+    atexit.register(shutil.rmtree, path, True)
+    for source in (Path(__file__).resolve().parents[1] / "fixtures" / "dotenv").glob("*.env"):
+        shutil.copyfile(source, path / source.name)
+    for name, data in EXACT_BYTES.items():
+        (path / name).write_bytes(data)
+    return path
+
+
+FIXTURES = _corpus()
 WELL_FORMED = sorted(p for p in FIXTURES.glob("*.env") if not p.name.startswith("bad_"))
 # The environment both parsers see (bare keys and $VAR read it first); nothing leaks in from the shell.
 # fmt: off
