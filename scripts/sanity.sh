@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The checks users of the collection trust, offline, on a scratch copy of this checkout (the files
+# `git ls-files` knows plus untracked ones that are not ignored, so uncommitted edits count):
+#   1. `ansible-galaxy collection build` (galaxy.yml's build_ignore decides what ships)
+#   2. galaxy-importer on that tarball (what Galaxy / Automation Hub run on upload)
+#   3. `ansible-test sanity --local` (Automation Hub accepts only a few ignore entries)
+#   4. `ansible-test units --venv --requirements` (tests/unit, with tests/unit/requirements.txt)
+# ansible-test needs the collection at .../ansible_collections/quantum/runbooks and its cache in
+# ~/.ansible/test: HOME points at $SANITY_HOME (default: beside the virtualenv, so the per-test
+# virtualenvs are built once), where the offline get-pip stand-in is installed first.
+# Usage: scripts/sanity.sh (from `make sanity`, which puts the virtualenv first on PATH).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+PY=$(command -v python)
+PYVER=$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+export SANITY_HOME=${SANITY_HOME:-$("$PY" -c 'import sys; print(sys.prefix)')/ansible-test-home}
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/qt-sanity.XXXXXX")
+[ -n "${KEEP_SANITY_TMP:-}" ] || trap 'rm -rf "$WORK"' EXIT
+DEST=$WORK/ansible_collections/quantum/runbooks
+mkdir -p "$DEST" "$WORK/dist"
+step() { printf '\n==== %s (%ss so far)\n' "$*" "$SECONDS"; }
+
+step "copy of the checkout in $DEST"
+git ls-files -z --cached --others --exclude-standard \
+  | while IFS= read -r -d '' f; do if [ -e "$f" ] || [ -L "$f" ]; then printf '%s\0' "$f"; fi; done \
+  | tar --null -T - -cf - | tar -xf - -C "$DEST"
+# ansible-test lists content with git, as in a clone
+git -C "$DEST" init -q && git -C "$DEST" add -A
+
+step "ansible-galaxy collection build"
+ansible-galaxy collection build --output-path "$WORK/dist" "$DEST"
+TARBALL=$(ls "$WORK"/dist/quantum-runbooks-*.tar.gz)
+echo "$(tar -tzf "$TARBALL" | wc -l) entries, $(du -k "$TARBALL" | cut -f1) KiB"
+
+step "galaxy-importer"
+cat >"$WORK/galaxy-importer.cfg" <<'EOF'
+[galaxy-importer]
+run_ansible_test = False
+ansible_test_local_image = False
+local_image_docker = False
+run_ansible_doc = True
+run_ansible_lint = True
+offline_ansible_lint = True
+check_required_tags = False
+EOF
+(cd "$WORK" && GALAXY_IMPORTER_CONFIG=$WORK/galaxy-importer.cfg "$PY" -m galaxy_importer.main "$TARBALL") \
+  >"$WORK/importer.log" 2>&1 || { cat "$WORK/importer.log"; echo "galaxy-importer FAILED"; exit 1; }
+# It logs problems as warnings and still exits 0: any warning fails this check.
+if grep -E 'WARNING|ERROR' "$WORK/importer.log"; then echo "galaxy-importer: warnings above"; exit 1; fi
+grep -E '^(Importing|Loading|Finished|Running|Found|Done)' "$WORK/importer.log" | tail -n 3 || true
+echo "galaxy-importer: passed"
+
+step "ansible-test sanity"
+# the pip version ansible-test bootstraps its virtualenvs with names the cache file it looks for
+PIPVER=$("$PY" -c 'import pathlib, re, ansible_test
+src = pathlib.Path(ansible_test.__file__).parent / "_internal" / "python_requirements.py"
+print(re.search(r"pip=.([0-9.]+).", src.read_text()).group(1))')
+mkdir -p "$SANITY_HOME/.ansible/test/cache"
+cp scripts/get_pip_offline.py "$SANITY_HOME/.ansible/test/cache/get_pip_${PIPVER//./_}.py"
+(cd "$DEST" && HOME=$SANITY_HOME ansible-test sanity --local --python "$PYVER" --color no)
+
+step "ansible-test units"
+(cd "$DEST" && HOME=$SANITY_HOME ansible-test units --venv --requirements --python "$PYVER" --color no)
+
+step "sanity checks passed"
