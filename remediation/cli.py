@@ -302,8 +302,11 @@ def cmd_serve(args):
     except OSError as err:
         raise UsageError(f"cannot listen on {args.bind}:{args.port}: {err.strerror}") from None
     service.start()
+
     # shutdown() waits for serve_forever, so it must be called from another thread than this one
-    stop = lambda *_: threading.Thread(target=httpd.shutdown, daemon=True).start()  # noqa: E731
+    def stop(*_args):
+        threading.Thread(target=httpd.shutdown, daemon=True).start()
+
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     host, port = httpd.server_address[:2]

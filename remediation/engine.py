@@ -185,7 +185,7 @@ class Engine:
         now = self.clock()
         dead = {}
         try:
-            with self.store.transaction() as st, self._pending_lock:
+            with self.store.transaction() as st, self._pending_lock:  # pylint: disable=confusing-with-statement
                 prune(st, now, self.policy.dedupe_window_s, self.policy.breaker_window_s)
                 dead = self._reap(st)
                 running = st["inflight"].get(alert.fingerprint)
@@ -241,7 +241,7 @@ class Engine:
         try:
             with self.store.transaction() as st:
                 st["running"][job.host] = {"run_id": job.run_id, "since": self.clock(), "alert": job.alert,
-                                          **this_process()}
+                                           **this_process()}
                 if job.fingerprint in st["inflight"] and st["inflight"][job.fingerprint].get("run_id") == job.run_id:
                     st["inflight"][job.fingerprint]["started"] = self.clock()
             return work(job)

@@ -140,7 +140,6 @@ class HostLock:
             self._handle = None
 
 
-
 def prune(data, now, dedupe_window_s, breaker_window_s):
     """Forget dedupe entries and mitigations older than their windows."""
     data["dedupe"] = {fp: e for fp, e in data["dedupe"].items() if now - e.get("ts", 0) < dedupe_window_s}
