@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """diagnose.yml against the runbook's own check commands (bench/runbook_checks.sh),
 on the running lab, in the same run: healthy and under binance_timeout.
 
@@ -28,7 +28,7 @@ def wall(cmd, cap):
     """Seconds the command took, or None when it was still running after `cap` seconds."""
     start = time.perf_counter()
     try:
-        subprocess.run(cmd, cwd=ROOT, capture_output=True, timeout=cap)
+        subprocess.run(cmd, cwd=ROOT, capture_output=True, timeout=cap, check=False)
     except subprocess.TimeoutExpired:
         return None
     return time.perf_counter() - start
@@ -40,7 +40,8 @@ def peak_rss_mb(cmd, cap):
             "try:\n    subprocess.run(sys.argv[2:], capture_output=True, timeout=float(sys.argv[1]))\n"
             "except subprocess.TimeoutExpired:\n    pass\n"
             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
-    out = subprocess.run([sys.executable, "-c", code, str(cap), *cmd], capture_output=True, text=True, cwd=ROOT)
+    out = subprocess.run([sys.executable, "-c", code, str(cap), *cmd], capture_output=True, text=True, cwd=ROOT,
+                         check=False)
     return int(out.stdout.strip()) / 1024  # Linux reports KiB
 
 
@@ -55,8 +56,8 @@ def fmt(seconds, cap):
 
 def bench(fault, runs, cap):
     subprocess.run([*LABCTL, "fault", fault], check=True, capture_output=True)
-    script = median([wall(SCRIPT, cap) for _ in range(runs)])
-    play = median([wall(PLAYBOOK, cap) for _ in range(runs)])
+    script = median([wall(SCRIPT, cap) for _dummy in range(runs)])
+    play = median([wall(PLAYBOOK, cap) for _dummy in range(runs)])
     ratio = f"{play / script:.1f}x" if script and play else "n/a (script did not finish)"
     print(f"{fault:16} script {fmt(script, cap):>30}  diagnose.yml {fmt(play, cap):>10}  ratio {ratio}")
     return play
@@ -78,7 +79,7 @@ def main():
         mb, mp = peak_rss_mb(SCRIPT, args.cap), peak_rss_mb(PLAYBOOK, args.cap)
         print(f"peak memory (healthy): script {mb:.0f} MB, diagnose.yml {mp:.0f} MB, ratio {mp / mb:.1f}x")
     finally:
-        subprocess.run([*LABCTL, "fault", "healthy"], capture_output=True)
+        subprocess.run([*LABCTL, "fault", "healthy"], capture_output=True, check=False)
     print(f"(bench process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB)")
 
 

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """Quick fix 1, measured on the lab in the same run: the runbook's
 `docker compose restart auto-executor; sleep 15` against
 playbooks/mitigate_restart_executor.yml, both on a hung executor.
@@ -30,7 +30,7 @@ def answered_since(epoch):
     """Seconds from `epoch` to the first ORDER_RESPONSE logged after it, or None."""
     since = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch))
     out = subprocess.run(["docker", "logs", "--since", since, "quantum_auto_executor"], capture_output=True,
-                         text=True).stdout
+                         text=True, check=False).stdout
     for line in out.splitlines():
         try:
             event = json.loads(line)
@@ -59,9 +59,9 @@ def main():
     args = parser.parse_args()
     subprocess.run([*LABCTL, "up"], check=True, capture_output=True)
     try:
-        results = {way: [one(way) for _ in range(args.runs)] for way in ("runbook", "playbook")}
+        results = {way: [one(way) for _dummy in range(args.runs)] for way in ("runbook", "playbook")}
     finally:
-        subprocess.run([*LABCTL, "fault", "healthy"], capture_output=True)
+        subprocess.run([*LABCTL, "fault", "healthy"], capture_output=True, check=False)
     med = {w: statistics.median(r[0] for r in rs) for w, rs in results.items()}
     ready = {w: statistics.median(r[1] for r in rs if r[1] is not None) for w, rs in results.items()}
     print(f"median of {args.runs} runs on a hung executor (lab fault executor_hang)")

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """qt-remediate serve, measured on loopback with a stub diagnose playbook (no lab, nothing changed).
 
 1. Latency from posting an alert to ansible-runner starting the diagnose run (the run's
@@ -136,14 +136,14 @@ def main():
             body = payload("b" * 16)
 
             def burst(count):
-                for _ in range(count):
+                for _dummy in range(count):
                     t0 = time.monotonic()
                     status, decision = post(port, token, body)
                     with lock:
                         answers.append((status, decision["result"], decision.get("run_id"), time.monotonic() - t0))
 
             started = time.monotonic()
-            threads = [threading.Thread(target=burst, args=(5,)) for _ in range(20)]
+            threads = [threading.Thread(target=burst, args=(5,)) for _dummy in range(20)]
             for t in threads:
                 t.start()
             for t in threads:

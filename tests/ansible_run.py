@@ -18,7 +18,7 @@ def run_module(module, args, check=False, diff=False, timeout=120):
            "-m", f"quantum.runbooks.{module}", "-a", json.dumps(args)]
     cmd += ["--check"] if check else []
     cmd += ["--diff"] if diff else []
-    res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False)
     # The json callback's document comes first; ansible.cfg's timer callback may print after it.
-    out, _ = json.JSONDecoder().raw_decode(res.stdout.lstrip())
+    out, _dummy = json.JSONDecoder().raw_decode(res.stdout.lstrip())
     return out["plays"][0]["tasks"][0]["hosts"]["localhost"], res.stdout + res.stderr

@@ -126,7 +126,7 @@ def module_params(mod, sim, **over):
 
 def run_in_process(mod, sim, check=False, **over):
     """(result, failure line or None) of a Binance module's logic, checked for leaked secrets."""
-    p, _ = mod.effective_params(module_params(mod, sim, **over), set())
+    p, _dummy = mod.effective_params(module_params(mod, sim, **over), set())
     assert mod.check_own_params(p) is None
     result, failure = mod.run(p, check)
     assert_no_secrets(json.dumps(result) + str(failure))

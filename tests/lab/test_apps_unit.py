@@ -241,12 +241,12 @@ def test_intent_fields_are_strings_and_notional_about_100():
 
 def test_intents_cycle_symbols_and_alternate_sides():
     factory = ai.IntentFactory(["BTCUSDT", "ETHUSDT"])
-    got = [(i["symbol"], i["side"]) for i in (factory.next() for _ in range(6))]
+    got = [(i["symbol"], i["side"]) for i in (factory.next() for _dummy in range(6))]
     assert got == [("BTCUSDT", "BUY"), ("ETHUSDT", "BUY"), ("BTCUSDT", "SELL"), ("ETHUSDT", "SELL"),
                    ("BTCUSDT", "BUY"), ("ETHUSDT", "BUY")]
     single = ai.IntentFactory(["SOLUSDT"])
-    assert [single.next()["side"] for _ in range(4)] == ["BUY", "SELL", "BUY", "SELL"]
-    ids = {factory.next()["correlation_id"] for _ in range(10)}
+    assert [single.next()["side"] for _dummy in range(4)] == ["BUY", "SELL", "BUY", "SELL"]
+    ids = {factory.next()["correlation_id"] for _dummy in range(10)}
     assert len(ids) == 10
 
 
@@ -307,7 +307,7 @@ def _stop(proc):
     """SIGTERM must end the process with status 0 within 2 s; returns its JSON log lines."""
     proc.send_signal(signal.SIGTERM)
     try:
-        out, _ = proc.communicate(timeout=2.5)
+        out, _dummy = proc.communicate(timeout=2.5)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.communicate()
@@ -340,7 +340,7 @@ def test_paper_pipeline_end_to_end(tmp_path, spare_redis):
                                    "SYMBOLS": "BTCUSDT,ETHUSDT,SOLUSDT"})
     try:
         statuses = _wait_for(lambda: {e[1]["status"] for e in r.xrange(ex.EXECUTION_STREAM)} >= {"WOULD_SUBMIT",
-                                                                                                  "BLOCKED"} or None)
+                                                                                                 "BLOCKED"} or None)
         assert statuses, "executor produced no WOULD_SUBMIT and BLOCKED executions"
         ready = requests.get(f"http://127.0.0.1:{ex_port}/readyz", timeout=2)
         assert ready.status_code == 200

@@ -218,7 +218,8 @@ def test_used_weight_header_and_limit(sim):
     assert weight(c) == first + 40
     c.futures_income_history()
     assert weight(c) == first + 70
-    for _ in range(2400 // 40):  # 2400 is crossed within this many weight-40 calls
+    e = None
+    for _dummy in range(2400 // 40):  # 2400 is crossed within this many weight-40 calls
         try:
             c.futures_get_open_orders()
         except BinanceAPIException as exc:
@@ -266,7 +267,7 @@ def test_logs_are_json_without_secrets(sim):
 
 def test_refuses_to_start_without_keys():
     env = {k: v for k, v in os.environ.items() if not k.startswith("SIM_")}
-    res = subprocess.run([sys.executable, str(SIM)], env=env, capture_output=True, text=True, timeout=10)
+    res = subprocess.run([sys.executable, str(SIM)], env=env, capture_output=True, text=True, timeout=10, check=False)
     assert res.returncode == 2 and "SIM_MAINNET_API_KEY" in res.stderr
 
 
@@ -309,7 +310,7 @@ def test_next_fault_429_then_healthy(sim):
     assert state["next_fault"] == {"after": 1, "status": 429, "count": 2, "retry_after": 3}
     assert c.futures_time()["serverTime"] > 0  # unsigned requests do not count
     c.futures_account()  # the one signed request let through
-    for _ in range(2):
+    for _dummy in range(2):
         e = api_error(c.futures_get_open_orders)
         assert (e.status_code, e.code, e.response.headers["Retry-After"]) == (429, -1003, "3")
     c.futures_get_open_orders()

@@ -14,13 +14,13 @@ PLAYBOOK = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "invent
 
 def diagnose(tmp_path, *extra, timeout=120):
     res = subprocess.run([*PLAYBOOK, "-e", f"diagnose_report_dir={tmp_path}", *extra], cwd=ROOT,
-                         capture_output=True, text=True, timeout=timeout)
+                         capture_output=True, text=True, timeout=timeout, check=False)
     report = tmp_path / "lab" / "diagnosis-latest.json"
     return res, json.loads(report.read_text()) if report.exists() else None
 
 
 def sh(cmd):
-    return subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=30).stdout.strip()
+    return subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=30, check=False).stdout.strip()
 
 
 def lab_state():
@@ -96,7 +96,7 @@ def test_unreachable_host_still_gets_a_report(tmp_path):
         "          ansible_host: 127.0.0.1\n          ansible_port: 1\n          ansible_connection: ssh\n"
         "          ansible_ssh_common_args: -o ConnectTimeout=3 -o StrictHostKeyChecking=no\n")
     cmd = [*PLAYBOOK[:1], "-i", str(inventory), "diagnose.yml", "-e", f"diagnose_report_dir={tmp_path}"]
-    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
     report = json.loads((tmp_path / "down-host" / "diagnosis-latest.json").read_text())
     assert report["verdict"]["primary"] == "INCONCLUSIVE", res.stdout[-3000:]
     assert len(report["verdict"]["missing_checks"]) == 3

@@ -18,7 +18,7 @@ PLAYBOOK = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "invent
 
 def restart(*extra, audit=None):
     extra = (*extra, "-e", f"qt_audit_log={audit}") if audit else extra
-    return subprocess.run([*PLAYBOOK, *extra], cwd=ROOT, capture_output=True, text=True, timeout=180)
+    return subprocess.run([*PLAYBOOK, *extra], cwd=ROOT, capture_output=True, text=True, timeout=180, check=False)
 
 
 def audited(path):
@@ -29,7 +29,7 @@ def audited(path):
 
 def started_at():
     out = subprocess.run(["docker", "inspect", "-f", "{{json .State}}", "quantum_auto_executor"],
-                         capture_output=True, text=True).stdout
+                         capture_output=True, text=True, check=False).stdout
     state = json.loads(out)
     return state["StartedAt"], state["Status"], state.get("Health", {}).get("Status")
 
@@ -53,7 +53,7 @@ def test_crashed_executor_is_started_again(fault):
 
 
 @pytest.mark.parametrize("ban,verdict,wait", [("binance_418", "BINANCE_IP_BANNED", "Wait 120 s"),
-                                               ("binance_429", "BINANCE_RATE_LIMITED", "Wait 30 s")])
+                                              ("binance_429", "BINANCE_RATE_LIMITED", "Wait 30 s")])
 def test_refuses_to_restart_into_an_ip_ban_or_a_rate_limit(fault, tmp_path, ban, verdict, wait):
     fault("executor_hang", ban)
     before = started_at()
@@ -85,18 +85,18 @@ def test_force_restarts_a_healthy_executor(lab):
 
 def test_container_ready_names_the_stage_that_never_came(lab):
     since = time.time()
-    res, _ = run_module("container_ready", {"name": "quantum_no_such_container", "since_ts": since, "timeout": 1})
+    res, _dummy = run_module("container_ready", {"name": "quantum_no_such_container", "since_ts": since, "timeout": 1})
     assert res["failed"] and res["stage"] == "running" and "not running" in res["msg"]
     # Redis runs but never logs a PREFLIGHT: the log stage times out, with what was awaited.
-    res, _ = run_module("container_ready", {"name": "quantum_redis", "since_ts": since, "timeout": 2})
+    res, _dummy = run_module("container_ready", {"name": "quantum_redis", "since_ts": since, "timeout": 2})
     assert res["failed"] and res["stage"] == "log" and not res["wait"]["met"]
     assert "no PREFLIGHT and ORDER_RESPONSE or WOULD_SUBMIT logged" in res["msg"]
     assert 2 <= res["waited_s"] < 4  # bounded by the timeout, even though Redis keeps quiet
 
 
 def test_container_ready_returns_when_the_line_is_written(lab):
-    res, _ = run_module("container_ready", {"name": "quantum_auto_executor", "since_ts": time.time() - 600,
-                                            "wait_for_any": ["ORDER_RESPONSE"], "timeout": 30})
+    res, _dummy = run_module("container_ready", {"name": "quantum_auto_executor", "since_ts": time.time() - 600,
+                                                 "wait_for_any": ["ORDER_RESPONSE"], "timeout": 30})
     assert not res.get("failed"), res
     assert res["stage"] == "ready" and res["wait"]["met"] and res["health_check"]["rc"] == 0
     assert res["event_counts"]["ORDER_RESPONSE"] > 0 and res["waited_s"] < 5

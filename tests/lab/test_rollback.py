@@ -25,12 +25,13 @@ def rollback(mode, *extra, audit=None, timeout=240):
            "--vault-password-file", str(VAULT_PASS), "-e", f"trading_mode={mode}", *extra]
     if audit:
         cmd += ["-e", f"qt_audit_log={audit}"]
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def container():
     """(container id, {env}) of the running executor."""
-    out = json.loads(subprocess.run(["docker", "inspect", EXECUTOR], capture_output=True, text=True).stdout)[0]
+    out = json.loads(subprocess.run(["docker", "inspect", EXECUTOR], capture_output=True, text=True,
+                                    check=False).stdout)[0]
     return out["Id"], dict(e.split("=", 1) for e in out["Config"]["Env"])
 
 
@@ -47,14 +48,14 @@ def backups():
 
 def compose(*args):
     return subprocess.run(["docker", "compose", "--project-directory", str(PROJECT), *args],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, check=False)
 
 
 def wait_healthy(timeout=60):
     deadline = time.time() + timeout
     while time.time() < deadline:
         out = subprocess.run(["docker", "inspect", "-f", "{{.State.Health.Status}}", EXECUTOR],
-                             capture_output=True, text=True).stdout.strip()
+                             capture_output=True, text=True, check=False).stdout.strip()
         if out == "healthy":
             return
         time.sleep(0.5)

@@ -74,8 +74,8 @@ def test_sums_equal_the_simulators_income_in_the_window(sim):
     assert r["summary"].startswith("5 income records ") and "net 89.766 USDT (COMMISSION -0.484 USDT, " in r["summary"]
     assert paths(sim, since) == [("GET", "/fapi/v1/time"), ("GET", "/fapi/v1/income")]  # reads only
 
-    r, _ = run(sim, check=True, start_time=str(start), end_time=str(end), symbols=["btcusdt"],
-               income_types=["realized_pnl"])
+    r, _dummy = run(sim, check=True, start_time=str(start), end_time=str(end), symbols=["btcusdt"],
+                    income_types=["realized_pnl"])
     assert r["net"] == {"USDT": "-10"} and r["count"] == 1 and r["records"][0]["incomeType"] == "REALIZED_PNL"
 
 
@@ -96,7 +96,7 @@ def test_pages_by_time_without_losing_or_repeating_a_record(sim):
     assert [p["params"]["startTime"] for p in sim.ctl("GET", "/_sim/requests?personality=testnet")[1]
             if p["path"] == "/fapi/v1/income"] == [str(base), str(base + 980), str(base + 1959)]
 
-    r, _ = run(sim, start_time=str(base), end_time=str(base + 10_000), page_size=500, max_pages=2)
+    r, _dummy = run(sim, start_time=str(base), end_time=str(base + 10_000), page_size=500, max_pages=2)
     assert r["status"] == "partial" and r["count"] == 999 and r["pages"] == 2  # page 2 repeats page 1's last ms
     assert r["reason"] == "more than 2 pages of 500 records: raise max_pages or shorten the window"
     assert r["summary"].startswith("PARTIAL (more than 2 pages") and r["covered_until"] < r["end_time"]
@@ -106,7 +106,7 @@ def test_more_records_in_one_millisecond_than_a_page_is_partial(sim):
     ms = now_ms() - 5000
     seed(sim, *[{"incomeType": "FUNDING_FEE", "income": "1", "symbol": "BTCUSDT", "time": ms}] * 7,
          {"incomeType": "FUNDING_FEE", "income": "1", "symbol": "BTCUSDT", "time": ms + 1})
-    r, _ = run(sim, start_time=str(ms - 1), page_size=5)
+    r, _dummy = run(sim, start_time=str(ms - 1), page_size=5)
     assert r["status"] == "partial" and r["count"] == 6  # 5 of the 7, then the next millisecond
     assert r["reason"].startswith("more than 5 records in one millisecond (")
 
@@ -140,7 +140,7 @@ def test_unknown_with_the_reason_never_a_failure(sim):
     sim.faults()
     r, failure = run(sim, start_time=start, api_secret="wrong-secret")
     assert failure is None and r["status"] == "unknown" and "-1022" in r["reason"]
-    p, _ = mod.effective_params(dict({n: o.get("default") for n, o in mod.argument_spec().items()},
+    p, _dummy = mod.effective_params(dict({n: o.get("default") for n, o in mod.argument_spec().items()},
                                      futures_url=sim.url(), start_time=start), set())
     r, failure = mod.run(p, False)
     assert failure is None and r["status"] == "unknown" and r["reason"].startswith("no API key")
@@ -163,7 +163,7 @@ def test_bad_arguments_fail():
                            "end_time must be after start_time"),
                           ({"start_time": "2026-11-28T12:00:00Z", "page_size": 1001}, "page_size must be 1 to 1000"),
                           ({"start_time": "2026-11-28T12:00:00Z", "futures_url": "ftp://x"}, "futures_url must be")):
-        eff, _ = mod.effective_params(dict(p, **over), set())
+        eff, _dummy = mod.effective_params(dict(p, **over), set())
         assert mod.check_own_params(eff).startswith(problem)
 
 

@@ -122,16 +122,16 @@ def test_probe_runs_as_a_stdlib_only_script(sim):
     line = json.dumps({"base_url": sim.url(), "timeout": 2})
     clean_env = {"PATH": "/usr/bin:/bin", **LOOPBACK_ENV}
     res = subprocess.run(["/usr/bin/python3", "-I", str(PROBE_PY)], input=line + "\n", capture_output=True,
-                         text=True, timeout=10, env=clean_env)
+                         text=True, timeout=10, env=clean_env, check=False)
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["http_status"] == 200
     script = binance_probe.container_script(mod.probe_source(), sim.url(), 2)
     res = subprocess.run(["/usr/bin/python3", "-I", "-"], input=script, capture_output=True, text=True,
-                         timeout=10, env=clean_env)
+                         timeout=10, env=clean_env, check=False)
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout.strip().splitlines()[-1])["reachable"] is True
     res = subprocess.run(["/usr/bin/python3", "-I", str(PROBE_PY)], input="not json\n", capture_output=True,
-                         text=True, timeout=10, env=clean_env)
+                         text=True, timeout=10, env=clean_env, check=False)
     assert res.returncode == 2 and json.loads(res.stdout)["error_kind"] == "other"
 
 
@@ -154,7 +154,7 @@ def test_make_client_points_per_instance(sim):
     assert client.FUTURES_TESTNET_URL == sim.url() and Client.FUTURES_TESTNET_URL != sim.url()
     assert client.futures_time()["serverTime"] > 0
     mainnet = make_client(module_params(sim, futures_url=sim.url("mainnet"), testnet=False, api_key=KEYS["mainnet"][0],
-                                     api_secret=KEYS["mainnet"][1]))
+                                        api_secret=KEYS["mainnet"][1]))
     assert mainnet.futures_account()["canTrade"] is True and Client.FUTURES_URL == "https://fapi.binance.{}/fapi"
 
 
@@ -290,7 +290,7 @@ def test_checks_stuck_orders(sim):
     assert (oo["stuck_count"], oo["own_stuck_count"], oo["age_reference"]) == (2, 2, "exchange")
     assert 895 < oo["oldest_age_s"] < 910 and oo["truncated"] is False
     assert [o["clientOrderId"] for o in oo["orders"]] == ["qtx-old-1", "qtx-stuck-1", "manual-1"]
-    first, _, last = oo["orders"]
+    first, _dummy, last = oo["orders"]
     assert first["own"] and first["stuck"] and not last["own"] and not last["stuck"] and 25 < last["age_s"] < 40
     assert set(first) >= {"symbol", "orderId", "clientOrderId", "side", "price", "origQty", "executedQty",
                           "status", "age_s", "own", "stuck"}
@@ -354,12 +354,12 @@ def run_module(args, env=None, verbosity="-vvv", check_mode=False, timeout=60):
         if env is None or name not in env:
             full_env.pop(name, None)
     started = time.monotonic()
-    res = subprocess.run(cmd, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout)
+    res = subprocess.run(cmd, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout, check=False)
     elapsed = time.monotonic() - started
     output = res.stdout + res.stderr
     match = re.search(r"localhost \| (SUCCESS|FAILED!|CHANGED) => ", res.stdout)
     assert match, output[-3000:]
-    result, _ = json.JSONDecoder().raw_decode(res.stdout[match.end():])
+    result, _dummy = json.JSONDecoder().raw_decode(res.stdout[match.end():])
     result["_outcome"] = match.group(1)  # ansible-core 2.19 shows FAILED! without a `failed` key
     return result, output, elapsed
 
@@ -369,7 +369,7 @@ def test_module_end_to_end_stuck_orders_vvv(sim):
     sim.seed(client_order_id="manual-1", side="SELL", price="70000")
     args = {"futures_url": sim.url(), "testnet": True, "api_key": TEST_KEY, "api_secret": TEST_SECRET,
             "timeout": 2}
-    r, output, _ = run_module(args)
+    r, output, _dummy = run_module(args)
     assert r["changed"] is False and r["_outcome"] == "SUCCESS"
     assert r["path_finding"] == "host_ok_container_not_checked" and r["account"]["status"] == "ok"
     oo = r["open_orders"]
@@ -380,9 +380,9 @@ def test_module_end_to_end_stuck_orders_vvv(sim):
 
 def test_module_end_to_end_env_credentials_rejected_and_check_mode(sim):
     sim.faults("bad_credentials")
-    r, output, _ = run_module({"futures_url": sim.url(), "testnet": True, "timeout": 2, "checks": ["account"]},
-                              env={"BINANCE_API_KEY": TEST_KEY, "BINANCE_API_SECRET": TEST_SECRET},
-                              check_mode=True)
+    r, output, _dummy = run_module({"futures_url": sim.url(), "testnet": True, "timeout": 2, "checks": ["account"]},
+                                   env={"BINANCE_API_KEY": TEST_KEY, "BINANCE_API_SECRET": TEST_SECRET},
+                                   check_mode=True)
     assert r["changed"] is False and r["_outcome"] == "SUCCESS"  # read-only probes run in check mode too
     assert (r["account"]["status"], r["account"]["error_code"]) == ("rejected", -2015)
     assert r["open_orders"]["status"] == "skipped"
@@ -399,8 +399,8 @@ def test_module_end_to_end_exchange_hangs(sim):
 
 
 def test_module_bad_arguments_fail():
-    r, output, _ = run_module({"futures_url": "fapi.binance.com", "api_key": TEST_KEY, "api_secret": TEST_SECRET},
-                              verbosity="-vvv")
+    r, output, _dummy = run_module({"futures_url": "fapi.binance.com", "api_key": TEST_KEY, "api_secret": TEST_SECRET},
+                                   verbosity="-vvv")
     assert r["_outcome"] == "FAILED!" and "futures_url" in r["msg"]
     assert_no_secrets(output)
 
@@ -410,7 +410,7 @@ def test_module_bad_arguments_fail():
 def docker_ok():
     try:
         return subprocess.run(["docker", "image", "inspect", EXECUTOR_IMAGE], capture_output=True,
-                              timeout=20).returncode == 0
+                              timeout=20, check=False).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False
 
@@ -422,17 +422,17 @@ def nonet_container():
         pytest.skip(f"needs Docker and the lab image {EXECUTOR_IMAGE} (make lab-up builds it)")
     name = f"qt-test-nonet-{os.getpid()}"
     res = subprocess.run(["docker", "run", "-d", "--rm", "--network", "none", "--name", name, EXECUTOR_IMAGE,
-                          "sleep", "300"], capture_output=True, text=True, timeout=60)
+                          "sleep", "300"], capture_output=True, text=True, timeout=60, check=False)
     assert res.returncode == 0, res.stderr
     yield name
-    subprocess.run(["docker", "rm", "-f", name], capture_output=True, timeout=60)
+    subprocess.run(["docker", "rm", "-f", name], capture_output=True, timeout=60, check=False)
 
 
 @pytest.mark.lab
 def test_module_host_only_from_a_container_without_network(sim, nonet_container):
-    r, output, _ = run_module({"futures_url": sim.url(), "testnet": True, "api_key": TEST_KEY,
-                               "api_secret": TEST_SECRET, "timeout": 2, "container": nonet_container,
-                               "checks": ["time", "account"]})
+    r, output, _dummy = run_module({"futures_url": sim.url(), "testnet": True, "api_key": TEST_KEY,
+                                    "api_secret": TEST_SECRET, "timeout": 2, "container": nonet_container,
+                                    "checks": ["time", "account"]})
     assert r["path_finding"] == "host_only", r
     assert r["host"]["reachable"] and r["container"]["reachable"] is False
     assert r["container"]["error_kind"] in ("refused", "other")  # no route at all inside --network none
@@ -452,7 +452,7 @@ def shared_lab():
     if not docker_ok():
         pytest.skip("needs Docker and the lab images")
     state = subprocess.run(["docker", "inspect", "-f", "{{.State.Running}}", "quantum_binance_sim"],
-                           capture_output=True, text=True, timeout=20)
+                           capture_output=True, text=True, timeout=20, check=False)
     if state.stdout.strip() != "true" or not (RUN_DIR / "sim.env").exists():
         pytest.skip("the lab is not running (lab/labctl up); this test never starts or changes it")
     keys = dict(line.split("=", 1) for line in (RUN_DIR / "sim.env").read_text().splitlines()
@@ -472,11 +472,11 @@ def lab_sim_faults():
 def test_module_against_the_shared_lab_read_only(shared_lab):
     key, secret = shared_lab["SIM_TESTNET_API_KEY"], shared_lab["SIM_TESTNET_API_SECRET"]
     before = lab_sim_faults()
-    r, output, _ = run_module({"futures_url": "http://127.0.0.1:18081/fapi", "testnet": True, "timeout": 3,
-                               "container": "quantum_auto_executor",
-                               "container_futures_url": "http://binance-sim:8081/fapi",
-                               "checks": ["time", "account"]},
-                              env={"BINANCE_API_KEY": key, "BINANCE_API_SECRET": secret})
+    r, output, _dummy = run_module({"futures_url": "http://127.0.0.1:18081/fapi", "testnet": True, "timeout": 3,
+                                    "container": "quantum_auto_executor",
+                                    "container_futures_url": "http://binance-sim:8081/fapi",
+                                    "checks": ["time", "account"]},
+                                   env={"BINANCE_API_KEY": key, "BINANCE_API_SECRET": secret})
     after = lab_sim_faults()
     for needle in (key, secret):
         assert needle not in output

@@ -353,7 +353,7 @@ def test_unreachable_and_hanging_exchange_fail_clearly(sim):
 
 def test_missing_key_and_bad_arguments():
     p = {name: opt.get("default") for name, opt in mod.argument_spec().items()}
-    p, _ = mod.effective_params(dict(p, futures_url="http://127.0.0.1:1/fapi"), set())
+    p, _dummy = mod.effective_params(dict(p, futures_url="http://127.0.0.1:1/fapi"), set())
     assert mod.check_own_params(p).startswith("no API key")
     p.update(api_key="k", api_secret="s", state="countdown_armed")
     assert "needs symbols" in mod.check_own_params(p)
@@ -376,7 +376,7 @@ def test_settings_from_container(monkeypatch):
         True, "http://127.0.0.1:18081/fapi", "bot-")
     assert (eff["api_key"], eff["api_secret"]) == ("containerKey123", "containerSecret456")
     assert hidden == {"containerKey123", "containerSecret456"} and extra == {"settings_container_state": "running"}
-    eff, _ = mod.effective_params(dict(p, settings_from_container="x", api_key="mine", api_secret="mine2",
+    eff, _dummy = mod.effective_params(dict(p, settings_from_container="x", api_key="mine", api_secret="mine2",
                                        client_order_prefix="qtx-"), set())
     assert (eff["api_key"], eff["client_order_prefix"], eff["futures_url"]) == (
         "mine", "qtx-", "http://binance-sim:8081/fapi")
@@ -396,7 +396,7 @@ def test_countdown_arm_disarm_and_expiry(sim):
     assert failure is None and r["countdowns"][0]["exchange_countdown_ms"] == 0
     assert r["summary"].startswith("countdown disarmed on BTCUSDT")
     assert sorted(sim.ctl("GET", "/_sim/state")[1]["countdowns"]["testnet"]) == ["ETHUSDT"]
-    r, _ = run(sim, state="countdown_armed", symbols=["ETHUSDT"], check=True)
+    r, _dummy = run(sim, state="countdown_armed", symbols=["ETHUSDT"], check=True)
     assert r["countdowns"][0]["result"] == "planned" and r["changed"]
     assert [x["path"] for x in requests_log(sim)].count("/fapi/v1/countdownCancelAll") == 3  # none in check mode
     # a short countdown that nobody refreshes cancels the symbol's open orders
@@ -441,11 +441,11 @@ def ansible_module(args, check=False, env=None, timeout=90):
     full_env.update(ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="json", ANSIBLE_NOCOLOR="1",
                     NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost",
                     PATH=f"{VENV_BIN}:{os.environ.get('PATH', '')}", **(env or {}))
-    res = subprocess.run(cmd, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout)
+    res = subprocess.run(cmd, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout, check=False)
     output = res.stdout + res.stderr
     start = res.stdout.find("{\n")
     assert start >= 0, output[-3000:]
-    doc, _ = json.JSONDecoder().raw_decode(res.stdout[start:])
+    doc, _dummy = json.JSONDecoder().raw_decode(res.stdout[start:])
     return doc["plays"][0]["tasks"][0]["hosts"]["localhost"], output
 
 

@@ -85,8 +85,8 @@ def test_plan_and_settle():
 
 def test_bad_arguments():
     p = {name: opt.get("default") for name, opt in mod.argument_spec().items()}
-    p, _ = mod.effective_params(dict(p, futures_url="http://127.0.0.1:1/fapi", symbols=[" btcusdt", "BTCUSDT"]),
-                                set())
+    p, _dummy = mod.effective_params(dict(p, futures_url="http://127.0.0.1:1/fapi", symbols=[" btcusdt", "BTCUSDT"]),
+                                     set())
     assert p["symbols"] == ["BTCUSDT"] and p["state"] == "read" and p["close_order_prefix"] == "qtx-close-"
     assert mod.check_own_params(p).startswith("no API key")
     p.update(api_key="k", api_secret="s", close_order_prefix="bad:prefix")
@@ -119,7 +119,7 @@ def test_read_returns_open_positions_and_sends_nothing(sim):
          "unRealizedProfit": "0", "notional": "-300"}]
     assert r["summary"] == ("2 open positions (BTCUSDT LONG 0.01 uPnL 0, ETHUSDT SHORT -0.1 uPnL 0); "
                             "used weight %s/2000" % r["rate_limit"]["used_weight_1m"])
-    r, _ = run(sim, symbols=["ethusdt", "SOLUSDT"])
+    r, _dummy = run(sim, symbols=["ethusdt", "SOLUSDT"])
     assert [p["symbol"] for p in r["positions"]] == ["ETHUSDT"]
     assert [(x["method"], x["path"]) for x in requests_log(sim, since)] == [
         ("GET", "/fapi/v1/time"), ("GET", "/fapi/v3/positionRisk")] * 2

@@ -25,7 +25,7 @@ ORIGINAL = (
 TESTNET = {"BINANCE_USE_TESTNET": "true", "PAPER_TRADING": "false"}
 HAS_COMPOSE = (
     shutil.which("docker") is not None
-    and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0
+    and subprocess.run(["docker", "compose", "version"], capture_output=True, check=False).returncode == 0
 )
 ORACLE = "compose" if HAS_COMPOSE else "builtin"
 needs_compose = pytest.mark.skipif(not HAS_COMPOSE, reason="docker compose v2 not found (`make venv` links it)")
@@ -76,13 +76,13 @@ def test_keyed_set_collapses_duplicates_in_place_keeps_mode_and_owner(envfile):
 def test_second_run_changes_nothing_and_makes_no_backup(envfile):
     assert dotenv_keys(envfile, keys=TESTNET)[0]["changed"]
     written = envfile.read_bytes()
-    again, _ = dotenv_keys(envfile, keys=TESTNET)
+    again, _dummy = dotenv_keys(envfile, keys=TESTNET)
     assert not again["changed"] and again["changes"] == [] and again["backup_file"] is None
     assert envfile.read_bytes() == written and len(backups(envfile)) == 1
 
 
 def test_check_mode_predicts_but_leaves_every_byte(envfile):
-    result, _ = dotenv_keys(envfile, check=True, diff=True, keys=TESTNET)
+    result, _dummy = dotenv_keys(envfile, check=True, diff=True, keys=TESTNET)
     assert result["changed"] and result["changes"][0]["duplicates_collapsed"] == 2
     assert "BINANCE_USE_TESTNET=true # live" in result["diff"]["after"]
     assert envfile.read_bytes() == ORIGINAL and os.listdir(envfile.parent) == [".env"]
@@ -108,7 +108,7 @@ def test_diff_and_changes_mask_secrets_everywhere(envfile):
 
 def test_backups_are_rotated(envfile):
     for value in ("a", "b", "c", "d"):
-        result, _ = dotenv_keys(envfile, keys={"LOG_LEVEL": value}, backup_keep=2)
+        result, _dummy = dotenv_keys(envfile, keys={"LOG_LEVEL": value}, backup_keep=2)
         assert result["changed"]
     kept = backups(envfile)
     assert len(kept) == 2 and [b.read_text().count("LOG_LEVEL=") for b in kept] == [1, 1]
@@ -127,7 +127,7 @@ def test_malformed_file_fails_with_file_and_line_and_stays_byte_for_byte(envfile
 
 def test_compose_would_accept_but_we_refuse_an_empty_name(envfile):
     envfile.write_bytes(b"A=1\nDEBUG")  # compose reads this as a variable named "" with the value DEBUG
-    result, _ = dotenv_keys(envfile, keys=TESTNET)
+    result, _dummy = dotenv_keys(envfile, keys=TESTNET)
     assert result["failed"] and f"{envfile}: line 2: variable with an empty name" in result["msg"]
     assert envfile.read_bytes() == b"A=1\nDEBUG"
 
@@ -203,14 +203,15 @@ DROP_DAC = [
 
 def test_read_only_directory_fails_clearly_and_leaves_the_file(envfile, monkeypatch):
     if os.geteuid() == 0:  # root ignores file modes: run ansible without the capabilities that let it
-        if not shutil.which("setpriv") or subprocess.run([*DROP_DAC, "true"]).returncode:
+        if not shutil.which("setpriv") or subprocess.run([*DROP_DAC, "true"], check=False).returncode:
             pytest.skip("running as root and cannot drop CAP_DAC_OVERRIDE (setpriv)")
         real_run = subprocess.run
-        monkeypatch.setattr(ansible_run.subprocess, "run", lambda cmd, **kw: real_run([*DROP_DAC, *cmd], **kw))
+        monkeypatch.setattr(ansible_run.subprocess, "run",
+                            lambda cmd, check=False, **kw: real_run([*DROP_DAC, *cmd], check=check, **kw))
     envfile.chmod(0o644)
     envfile.parent.chmod(0o555)
     try:
-        result, _ = dotenv_keys(envfile, keys=TESTNET)
+        result, _dummy = dotenv_keys(envfile, keys=TESTNET)
     finally:
         envfile.parent.chmod(0o755)
     assert result["failed"]
@@ -220,7 +221,7 @@ def test_read_only_directory_fails_clearly_and_leaves_the_file(envfile, monkeypa
 
 def test_a_change_that_would_move_another_key_is_refused(envfile):
     envfile.write_text("HOST=old\nURL=http://$HOST:8080\n")
-    result, _ = dotenv_keys(envfile, keys={"HOST": "new"})
+    result, _dummy = dotenv_keys(envfile, keys={"HOST": "new"})
     assert result["failed"] and "would also change URL" in result["msg"]
     assert envfile.read_text() == "HOST=old\nURL=http://$HOST:8080\n"
 
@@ -244,13 +245,13 @@ def test_templated_content_changes_only_managed_keys_and_is_idempotent(envfile):
         {"key": "BINANCE_USE_TESTNET", "before": "false", "after": "true", "duplicates_collapsed": 2, "added": False}
     ]
     assert SECRET not in out
-    again, _ = dotenv_keys(envfile, content=content, managed=list(TESTNET))
+    again, _dummy = dotenv_keys(envfile, content=content, managed=list(TESTNET))
     assert not again["changed"] and len(backups(envfile)) == 1
 
 
 def test_read_returns_effective_values_for_an_import(envfile):
     envfile.write_bytes(ORIGINAL + b"\nBARE_FROM_ENV\n")
-    result, _ = dotenv_keys(envfile, state="read")
+    result, _dummy = dotenv_keys(envfile, state="read")
     assert not result["changed"] and result["oracle"] == ORACLE
     assert result["values"] == {
         "BINANCE_USE_TESTNET": "false",
@@ -264,9 +265,9 @@ def test_read_returns_effective_values_for_an_import(envfile):
 
 def test_missing_file_fails_unless_create(tmp_path):
     path = tmp_path / ".env"
-    result, _ = dotenv_keys(path, keys=TESTNET)
+    result, _dummy = dotenv_keys(path, keys=TESTNET)
     assert result["failed"] and result["msg"].startswith(f"{path} does not exist") and not path.exists()
-    created, _ = dotenv_keys(path, keys=TESTNET, create=True)
+    created, _dummy = dotenv_keys(path, keys=TESTNET, create=True)
     assert created["changed"] and created["backup_file"] is None
     assert path.read_text() == "BINANCE_USE_TESTNET=true\nPAPER_TRADING=false\n"
     assert path.stat().st_mode & 0o777 == 0o600
@@ -288,12 +289,12 @@ def test_templated_content_can_create_the_file(tmp_path):
 
 
 def test_keys_and_content_exclude_each_other(envfile):
-    result, _ = dotenv_keys(envfile, keys=TESTNET, content="A=1\n")
+    result, _dummy = dotenv_keys(envfile, keys=TESTNET, content="A=1\n")
     assert result["failed"] and "mutually exclusive" in result["msg"]
 
 
 def test_builtin_oracle_when_asked(envfile):
-    result, _ = dotenv_keys(envfile, keys=TESTNET, oracle="builtin")
+    result, _dummy = dotenv_keys(envfile, keys=TESTNET, oracle="builtin")
     assert result["changed"] and result["oracle"] == "builtin"
 
 
@@ -324,7 +325,7 @@ print(json.dumps(data))
 def test_compose_disagreeing_with_the_builtin_parser_stops_the_change(envfile, tmp_path, mode, message):
     fake = tmp_path / "fake_compose.py"
     fake.write_text(FAKE_COMPOSE)
-    result, _ = dotenv_keys(
+    result, _dummy = dotenv_keys(
         envfile, keys=TESTNET, oracle="compose", compose_command=[sys.executable, str(fake), mode, str(envfile)]
     )
     assert result["failed"] and message.format(path=envfile) in result["msg"]
@@ -332,7 +333,7 @@ def test_compose_disagreeing_with_the_builtin_parser_stops_the_change(envfile, t
 
 
 def test_compose_oracle_asked_for_but_missing_fails(envfile):
-    result, _ = dotenv_keys(envfile, keys=TESTNET, oracle="compose", compose_command=["/nonexistent/compose"])
+    result, _dummy = dotenv_keys(envfile, keys=TESTNET, oracle="compose", compose_command=["/nonexistent/compose"])
     assert result["failed"] and "oracle=compose" in result["msg"] and envfile.read_bytes() == ORIGINAL
 
 
@@ -345,6 +346,7 @@ def test_module_documentation_renders():
         capture_output=True,
         text=True,
         timeout=120,
+        check=False,
     )
     assert res.returncode == 0, res.stderr
     for heading in ("OPTIONS", "EXAMPLES", "RETURN VALUES", "secret_patterns", "backup_keep", "keys_in_order"):

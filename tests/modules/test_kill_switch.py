@@ -24,27 +24,27 @@ def switch(lab, tmp_path):
 
 def test_engage_is_persisted_idempotent_and_released(switch):
     args, client, policy = switch
-    result, _ = run_module("kill_switch", dict(args, reason={"incident": "INC-1"}), check=True)
+    result, _dummy = run_module("kill_switch", dict(args, reason={"incident": "INC-1"}), check=True)
     assert result["changed"] and client.get(args["key"]) is None  # check mode writes nothing ...
     assert json.loads(policy.read_text()) == {"max_notional_usdt": 5000}  # ... anywhere
 
-    result, _ = run_module("kill_switch", dict(args, reason={"incident": "INC-1"}), diff=True)
+    result, _dummy = run_module("kill_switch", dict(args, reason={"incident": "INC-1"}), diff=True)
     assert result["changed"] and result["engaged"]
     value = json.loads(client.get(args["key"]))
     assert value["incident"] == "INC-1" and value["by"] and value["at"]
     assert json.loads(policy.read_text()) == {"max_notional_usdt": 5000, "kill_switch": True}
     assert policy.stat().st_mode & 0o777 == 0o640  # the atomic write keeps the mode
 
-    again, _ = run_module("kill_switch", dict(args, reason={"incident": "INC-2"}))
+    again, _dummy = run_module("kill_switch", dict(args, reason={"incident": "INC-2"}))
     assert not again["changed"] and json.loads(client.get(args["key"]))["incident"] == "INC-1"
 
-    released, _ = run_module("kill_switch", dict(args, state="released"))
+    released, _dummy = run_module("kill_switch", dict(args, state="released"))
     assert released["changed"] and client.get(args["key"]) is None
     assert json.loads(policy.read_text()) == {"max_notional_usdt": 5000}
 
 
 def test_redis_unreachable_fails_in_one_line_but_persists_the_policy(switch):
-    args, _, policy = switch
+    args, _dummy, policy = switch
     result, out = run_module("kill_switch", dict(args, url="redis://127.0.0.1:1/0", timeout=1))
     assert result.get("failed") or "FAILED" in out
     assert "kill switch not set in Redis" in result["msg"] and "persisted in the policy file" in result["msg"]
@@ -54,6 +54,6 @@ def test_redis_unreachable_fails_in_one_line_but_persists_the_policy(switch):
 def test_garbage_policy_file_is_refused_and_left_alone(switch):
     args, client, policy = switch
     policy.write_text("{not json")
-    result, _ = run_module("kill_switch", args)
+    result, _dummy = run_module("kill_switch", args)
     assert "cannot read the policy file" in result["msg"]
     assert policy.read_text() == "{not json" and client.get(args["key"]) is None

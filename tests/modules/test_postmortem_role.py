@@ -80,9 +80,9 @@ class Lab:
                "-e", "postmortem_audit_log=%s" % self.audit, "-e", "postmortem_container=%s" % CONTAINER,
                "-e", "postmortem_futures_testnet_url=%s" % self.sim.url(), "-e", "postmortem_lookback_s=60"]
         cmd += list(extra) + (["--check"] if check else []) + (["--diff"] if diff else [])
-        res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
         assert res.stdout.lstrip().startswith("{"), res.stdout[-2000:] + res.stderr[-3000:]
-        out, _ = json.JSONDecoder().raw_decode(res.stdout.lstrip())
+        out, _dummy = json.JSONDecoder().raw_decode(res.stdout.lstrip())
         assert_no_secrets(res.stdout + res.stderr)
         tasks = {t["task"]["name"].split(" : ", 1)[-1]: t["hosts"]["localhost"] for p in out["plays"]
                  for t in p["tasks"]}
@@ -189,7 +189,7 @@ def test_role_writes_updates_and_numbers_post_mortems(tmp_path, sim):
     second = tasks["Summary"]["msg"][0]
     day2 = time.strftime("%Y-%m-%d", time.gmtime(time.time() - 1))
     assert second == "POST-MORTEM %s (created)" % (folder / ("%s_execution_stuck%s.md" % (day2, "-2" if day2 == day
-                                                                                        else "")))
+                                                                                          else "")))
     assert md.read_text() == first
     assert "Open positions now: BTCUSDT LONG 0.01, uPnL 0" in Path(second.split(" ")[1]).read_text()
 

@@ -79,7 +79,7 @@ def start_redis(dc, rm=True):
 
 
 def remove(name):
-    subprocess.run(["docker", "rm", "-f", name], capture_output=True, timeout=60)
+    subprocess.run(["docker", "rm", "-f", name], capture_output=True, timeout=60, check=False)
 
 
 def ansible_adhoc(args, check=False):
@@ -91,10 +91,10 @@ def ansible_adhoc(args, check=False):
            "-m", "quantum.runbooks.redis_stream_info", "-a", json.dumps(args)]
     if check:
         cmd.append("--check")
-    res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert res.returncode == 0, f"ansible rc={res.returncode}\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
     # The json callback's document comes first; ansible.cfg's timer callback may print after it.
-    out, _ = json.JSONDecoder().raw_decode(res.stdout.lstrip())
+    out, _dummy = json.JSONDecoder().raw_decode(res.stdout.lstrip())
     return out["plays"][0]["tasks"][0]["hosts"]["localhost"], res.stdout + res.stderr
 
 
@@ -102,9 +102,9 @@ def ansible_adhoc(args, check=False):
 
 @pytest.fixture(scope="module")
 def dc():
-    if subprocess.run(["docker", "info"], capture_output=True).returncode:
+    if subprocess.run(["docker", "info"], capture_output=True, check=False).returncode:
         pytest.fail("no Docker engine: run `make docker`")
-    if subprocess.run(["docker", "image", "inspect", IMAGE], capture_output=True).returncode:
+    if subprocess.run(["docker", "image", "inspect", IMAGE], capture_output=True, check=False).returncode:
         pytest.fail(f"image {IMAGE} missing: run `make images`")
     client = docker.from_env(timeout=30)
     yield client
@@ -297,7 +297,7 @@ def test_hung_redis_times_out_within_the_bound(box, dc):
         paused = rsi.run(params(container=box["name"], timeout=1))
         assert paused["container_state"] == "paused" and "not running" in paused["error"]
     finally:
-        subprocess.run(["docker", "unpause", box["name"]], capture_output=True, timeout=30)
+        subprocess.run(["docker", "unpause", box["name"]], capture_output=True, timeout=30, check=False)
 
 
 def test_stopped_redis_is_unreachable_not_a_failure(dc):
@@ -326,7 +326,7 @@ def test_stopped_redis_is_unreachable_not_a_failure(dc):
 # ----------------------------------------------------------------------------- the real module
 
 def test_ansible_adhoc_container_mode_in_check_mode(box):
-    result, _ = ansible_adhoc({"container": box["name"], "idle_after_ms": 3600000}, check=True)
+    result, _dummy = ansible_adhoc({"container": box["name"], "idle_after_ms": 3600000}, check=True)
     assert result["changed"] is False and not result.get("failed")
     assert result["container_state"] == "running"
     assert result["target"] == f"redis://{box['ip']}:6379/0"
@@ -355,7 +355,7 @@ def test_ansible_bad_argument_fails():
         [str(VENV_BIN / "ansible"), "localhost", "-i", "localhost,", "-c", "local",
          "-e", f"ansible_python_interpreter={VENV_BIN / 'python'}",
          "-m", "quantum.runbooks.redis_stream_info", "-a", json.dumps({"url": "http://nope/0"})],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert res.returncode != 0
     assert "invalid url http://nope/0" in res.stdout
 

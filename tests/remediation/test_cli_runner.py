@@ -24,7 +24,7 @@ def run_dirs(kit):
 
 def test_alert_diagnoses_then_mitigates_through_ansible_runner_with_no_secret_in_any_artifact(kit, tmp_path):
     kit.set_verdict("EXECUTOR_HUNG")
-    token, api_secret, vault_pass = (secrets.token_hex(20) for _ in range(3))
+    token, api_secret, vault_pass = (secrets.token_hex(20) for _dummy in range(3))
     vault_file = tmp_path / "vault-pass"
     vault_file.write_text(vault_pass + "\n")
     vault_file.chmod(0o600)
@@ -57,7 +57,7 @@ def test_alert_diagnoses_then_mitigates_through_ansible_runner_with_no_secret_in
     # the playbook's own audit line (action plugin) and the decision line share one record format
     lines = [json.loads(x) for x in kit.audit_log.read_text().splitlines()]
     assert [(x["action"], x["result"]) for x in lines] == [("diagnose", "EXECUTOR_HUNG"),
-                                                          ("remediation_decision", "ran")]
+                                                           ("remediation_decision", "ran")]
     assert set(lines[0]) == set(lines[1]) == {"ts", "who", "host", "action", "result", "check_mode", "details"}
     assert lines[0]["who"] == lines[1]["who"] == "qt-remediate/alert"
     details = lines[1]["details"]
@@ -249,5 +249,5 @@ def test_serve_as_a_process_answers_and_stops_cleanly_on_sigterm(kit, tmp_path):
         assert [r["details"]["reason"].split(":")[0] for r in kit.decisions()] == ["resolved"]
     finally:
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=20)
+        _dummy, err = proc.communicate(timeout=20)
     assert proc.returncode == 0 and "stopping" in err and token not in err

@@ -104,7 +104,7 @@ def test_rulebook_hands_alertmanager_payloads_to_the_same_decision_path(eda_tool
         body = json.dumps(payload(alert("eda0001"))).encode()
         assert post(port, body, "wrong-" + token) == 401
         assert post(port, body, token) == 200
-        wait_for(lambda: kit.decisions(), 90, f"a decision in the audit log; rulebook log:\n{log.read_text()[-3000:]}")
+        wait_for(kit.decisions, 90, f"a decision in the audit log; rulebook log:\n{log.read_text()[-3000:]}")
 
         [decision] = kit.decisions()
         assert (decision["result"], decision["details"]["reason"]) == ("skipped", "healthy: nothing to do")

@@ -70,7 +70,7 @@ def test_good_token_is_accepted_with_the_decisions_and_runs_in_the_background(we
     webhook.settle()
     assert [c["ident"] for c in webhook.runner.calls] == ["diagnose", "mitigate"]
     assert [(r["result"], r["who"]) for r in kit.decisions()] == [("skipped", "qt-remediate/webhook"),
-                                                                   ("ran", "qt-remediate/webhook")]
+                                                                  ("ran", "qt-remediate/webhook")]
 
 
 @pytest.mark.parametrize("token, headers", [
@@ -165,7 +165,7 @@ def fuzz_bodies(rng, n):
     for i in range(n):
         kind = i % 3
         if kind == 0:
-            yield bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 300)))
+            yield bytes(rng.getrandbits(8) for _dummy in range(rng.randint(0, 300)))
         elif kind == 1:
             yield json.dumps(rng.choice(junk + [{"version": "4", "status": "firing", "alerts": rng.choice(junk)}]))\
                 .encode()
@@ -182,7 +182,7 @@ def test_1000_fuzzed_bodies_never_crash_and_never_run_without_auth(webhook, kit)
     bodies = list(fuzz_bodies(rng, 1000))
     seen = {}
     for i, body in enumerate(bodies[:500]):        # first half: no or wrong credentials
-        status, _ = webhook.request(body, token=None if i % 2 else "nope-" + "z" * 20)
+        status, _dummy = webhook.request(body, token=None if i % 2 else "nope-" + "z" * 20)
         seen[status] = seen.get(status, 0) + 1
     webhook.settle()
     assert seen == {401: 500} and webhook.runner.calls == [] and kit.decisions() == []
@@ -210,7 +210,7 @@ def test_100_identical_alerts_at_once_start_exactly_one_run(webhook, kit):
         with lock:
             results.append((status, answer["decisions"][0]["result"], answer["decisions"][0]["reason"].split(":")[0]))
 
-    threads = [threading.Thread(target=send) for _ in range(100)]
+    threads = [threading.Thread(target=send) for _dummy in range(100)]
     for t in threads:
         t.start()
     for t in threads:

@@ -124,7 +124,7 @@ RULES = [
 def _compose_ok():
     if not shutil.which("docker"):
         return False
-    return subprocess.run(["docker", "compose", "version"], capture_output=True, env=ENV).returncode == 0
+    return subprocess.run(["docker", "compose", "version"], capture_output=True, env=ENV, check=False).returncode == 0
 
 
 HAS_COMPOSE = _compose_ok()
@@ -154,6 +154,7 @@ def _compose_config(paths):
             ],
             capture_output=True,
             env=ENV,
+            check=False,
         )
     if res.returncode:
         err = res.stderr.decode("utf-8", "replace")
@@ -205,7 +206,7 @@ def test_corpus_lists_every_malformed_file():
 
 @pytest.mark.parametrize("name", sorted(MALFORMED))
 def test_malformed_file_names_file_and_line(name):
-    line, reason, _ = MALFORMED[name]
+    line, reason, _dummy = MALFORMED[name]
     path = FIXTURES / name
     with pytest.raises(DotenvError) as caught:
         parse(path.read_bytes(), ENV, str(path))
@@ -259,7 +260,7 @@ def test_entries_of_a_small_file():
 
 @needs_compose
 def test_rules_table_matches_our_parser_and_compose(tmp_path):
-    composed = compose_read_texts([text for text, _ in RULES], tmp_path)
+    composed = compose_read_texts([text for text, _dummy in RULES], tmp_path)
     for (text, want), got in zip(RULES, composed, strict=True):
         assert parse(text, ENV).values == want, text
         assert got == want, text
@@ -296,14 +297,14 @@ def test_set_keys_appends_on_a_new_line_when_the_file_lacks_a_final_newline():
     new, changes = set_keys(text, {"BINANCE_USE_TESTNET": "true", "NEW": "1"})
     assert new == "# no final newline\nBINANCE_USE_TESTNET=true\nPAPER_TRADING=false\nNEW=1\n"
     assert changes[1] == {"key": "NEW", "before": None, "after": "1", "duplicates_collapsed": 0, "added": True}
-    crlf, _ = set_keys("A=1\r\nB=2", {"C": "3"})
+    crlf, _dummy = set_keys("A=1\r\nB=2", {"C": "3"})
     assert crlf == "A=1\r\nB=2\r\nC=3\r\n"  # the file's dominant line ending
 
 
 def test_set_keys_repairs_the_echo_glue_case():
     text = (FIXTURES / "echo_glue.env").read_text()
     assert parse(text).values["PAPER_TRADING"] == "falseBINANCE_USE_TESTNET=true"  # what the runbook did
-    new, _ = set_keys(text, {"PAPER_TRADING": "false", "BINANCE_USE_TESTNET": "true"})
+    new, _dummy = set_keys(text, {"PAPER_TRADING": "false", "BINANCE_USE_TESTNET": "true"})
     assert parse(new).values == {"BINANCE_USE_TESTNET": "true", "PAPER_TRADING": "false"}
     assert new.splitlines()[0] == text.splitlines()[0]
 
@@ -311,17 +312,17 @@ def test_set_keys_repairs_the_echo_glue_case():
 def test_set_keys_is_idempotent_and_leaves_equal_keys_alone():
     text = "A=1\nB='two words'\n"
     assert set_keys(text, {"A": "1", "B": "two words"}) == (text, [])
-    once, _ = set_keys(text, {"A": "x y", "C": "$HOME"})
+    once, _dummy = set_keys(text, {"A": "x y", "C": "$HOME"})
     assert set_keys(once, {"A": "x y", "C": "$HOME"}) == (once, [])
 
 
 def test_set_keys_keeps_bom_export_and_comments():
     text = "\ufeff# top\nexport A=1 # keep me\n\n# end\n"
-    new, _ = set_keys(text, {"A": "2"})
+    new, _dummy = set_keys(text, {"A": "2"})
     assert new == "\ufeff# top\nexport A=2 # keep me\n\n# end\n"
-    quoted, _ = set_keys('A="1"# tight\n', {"A": "2"})
+    quoted, _dummy = set_keys('A="1"# tight\n', {"A": "2"})
     assert quoted == "A='2'# tight\n" and parse(quoted).values == {"A": "2"}
-    empty, _ = set_keys("A=1 # c\n", {"A": ""})
+    empty, _dummy = set_keys("A=1 # c\n", {"A": ""})
     assert empty == "A='' # c\n" and parse(empty).values == {"A": ""}
 
 
@@ -375,7 +376,7 @@ VALUE_PARTS = ["a", "Z9", " ", "#", " #", "$", "$$", "${QT_FROM_ENV}", "$BASE", 
 
 
 def random_value(rng):
-    return "".join(rng.choice(VALUE_PARTS) for _ in range(rng.randint(0, 5)))
+    return "".join(rng.choice(VALUE_PARTS) for _dummy in range(rng.randint(0, 5)))
 
 
 def references(doc, key):
@@ -393,7 +394,7 @@ def property_cases(path, count):
     rng = random.Random(path.name)
     data = path.read_bytes()
     names = [a.key for a in parse(data, ENV).assignments if a.key] + ["NEW_KEY", "OTHER.NEW"]
-    for _ in range(count):
+    for _dummy in range(count):
         keys = rng.sample(sorted(set(names)), k=min(len(set(names)), rng.randint(1, 3)))
         yield data, {k: random_value(rng) for k in keys}
 
@@ -423,7 +424,7 @@ def test_set_keys_property_holds_in_compose(tmp_path):
     for path in WELL_FORMED:
         for data, desired in property_cases(path, 4):
             try:
-                new, _ = set_keys(data, desired, ENV)
+                new, _dummy = set_keys(data, desired, ENV)
             except DotenvEditError:
                 continue
             texts.append(new)
@@ -446,9 +447,9 @@ def has_raw_byte(text):
 
 def random_file(rng):
     lines = []
-    for _ in range(rng.randint(1, 6)):
+    for _dummy in range(rng.randint(1, 6)):
         key = rng.choice(["A", "B", "BARE_SET", "K.1", "QT_EMPTY", "LOG_LEVEL"])
-        value = "".join(rng.choice(LINE_PARTS) for _ in range(rng.randint(0, 6)))
+        value = "".join(rng.choice(LINE_PARTS) for _dummy in range(rng.randint(0, 6)))
         quote = rng.choice(["", "", "'", '"'])
         lines.append(
             rng.choice(["", "export ", "  "]) + key + rng.choice(["=", ":", " = "]) + quote + value + quote
@@ -463,7 +464,7 @@ def random_file(rng):
 def test_random_files_read_as_compose_reads_them(tmp_path):
     rng = random.Random(20251128)
     ok, refused = [], []
-    for _ in range(300):
+    for _dummy in range(300):
         text = random_file(rng)
         try:
             ok.append((text, parse(text, ENV, "PATH").values))

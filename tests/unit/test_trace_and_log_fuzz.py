@@ -18,7 +18,7 @@ def test_full_path_is_complete():
                                             ev("INTENT_RECEIVED", 2), ev("ORDER_SUBMIT", 3)]}, CID)
     assert t["complete"] and t["first_missing_step"] is None
     assert [e["event"] for e in t["timeline"]] == ["INTENT_PUBLISHED", "INTENT_RECEIVED", "ORDER_SUBMIT",
-                                                  "ORDER_RESPONSE"]
+                                                   "ORDER_RESPONSE"]
     assert t["timeline"][-1]["detail"] == {"exchange_status": "FILLED"}
 
 

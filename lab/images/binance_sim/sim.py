@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """Binance USD-M futures REST simulator for the lab (stdlib only, Python 3.11).
 
 Two personalities (mainnet, testnet) with their own keys and books, plus a control API that
@@ -590,7 +590,7 @@ def r_position_risk(version):
 def account_totals(book):
     upnl = margin = Decimal(0)
     for sym, pos in book.positions.items():
-        _, _, u, m = position_numbers(sym, pos)
+        _dummy, _dummy2, u, m = position_numbers(sym, pos)
         upnl, margin = upnl + u, margin + m
     wallet, available = fmt(book.wallet), fmt(book.wallet + upnl - margin)
     return {"totalInitialMargin": fmt(margin), "totalMaintMargin": fmt(margin / 10), "totalWalletBalance": wallet,
@@ -614,7 +614,7 @@ def r_account(version):
         for sym, pos in book.positions.items():
             if version == 3 and pos.amt == 0:
                 continue  # v3 lists open positions only
-            _, notional, upnl, margin = position_numbers(sym, pos)
+            _dummy, notional, upnl, margin = position_numbers(sym, pos)
             row = {"symbol": sym, "positionSide": "BOTH", "positionAmt": fmt(pos.amt), "unrealizedProfit": fmt(upnl),
                    "isolatedMargin": "0", "notional": fmt(notional), "isolatedWallet": "0",
                    "initialMargin": fmt(margin), "maintMargin": fmt(margin / 10), "updateTime": pos.update_time}
@@ -817,7 +817,7 @@ def api_handler(sim, name):
                 raise ApiError(-1003, MSG_1003_429 % WEIGHT_LIMIT, 429, {"Retry-After": retry})
             if route is None:
                 raise ApiError(-1000, "An unknown error occured while processing the request.", 404)
-            _, signed, func = route
+            _dummy, signed, func = route
             injected = sim.take_next_fault() if signed else None
             if injected is not None:
                 log("WARN", "FAULT_INJECTED", path=urlsplit(self.path).path, status=injected["status"])
