@@ -11,7 +11,6 @@
 # Usage: scripts/sanity.sh (from `make sanity`, which puts the virtualenv first on PATH).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROOT=$PWD
 PY=$(command -v python)
 PYVER=$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 export SANITY_HOME=${SANITY_HOME:-$("$PY" -c 'import sys; print(sys.prefix)')/ansible-test-home}
