@@ -46,9 +46,12 @@ check_required_tags = False
 EOF
 (cd "$WORK" && GALAXY_IMPORTER_CONFIG=$WORK/galaxy-importer.cfg "$PY" -m galaxy_importer.main "$TARBALL") \
   >"$WORK/importer.log" 2>&1 || { cat "$WORK/importer.log"; echo "galaxy-importer FAILED"; exit 1; }
-# It logs problems as warnings and still exits 0: any warning fails this check.
-if grep -E 'WARNING|ERROR' "$WORK/importer.log"; then echo "galaxy-importer: warnings above"; exit 1; fi
-grep -E '^(Importing|Loading|Finished|Running|Found|Done)' "$WORK/importer.log" | tail -n 3 || true
+# It logs most problems (ansible-lint findings, doc errors) as warnings and still exits 0: any warning
+# fails this check, except the notice every collection with a sanity ignore file gets.
+if grep -E 'WARNING|ERROR' "$WORK/importer.log" | grep -v 'Ignore files skip ansible-test sanity tests'; then
+  echo "galaxy-importer: warnings above"; exit 1
+fi
+tail -n 2 "$WORK/importer.log"
 echo "galaxy-importer: passed"
 
 step "ansible-test sanity"
@@ -58,9 +61,18 @@ src = pathlib.Path(ansible_test.__file__).parent / "_internal" / "python_require
 print(re.search(r"pip=.([0-9.]+).", src.read_text()).group(1))')
 mkdir -p "$SANITY_HOME/.ansible/test/cache"
 cp scripts/get_pip_offline.py "$SANITY_HOME/.ansible/test/cache/get_pip_${PIPVER//./_}.py"
-(cd "$DEST" && HOME=$SANITY_HOME ansible-test sanity --local --python "$PYVER" --color no)
+(cd "$DEST" && HOME=$SANITY_HOME ansible-test sanity --local --python "$PYVER" --color no) 2>&1 | tee "$WORK/sanity.log"
+CORE=$("$PY" -c 'from ansible.release import __version__ as v; print(".".join(v.split(".")[:2]))')
+IGNORES=$(cat "$DEST/tests/sanity/ignore-$CORE.txt" 2>/dev/null | wc -l)
+echo "ansible-test sanity: $(grep -c '^Running sanity test' "$WORK/sanity.log") tests passed ($IGNORES ignore entries)"
 
 step "ansible-test units"
+# tests/unit/test_dotenv.py reads the corpus with `docker compose` as the oracle: the plugin `make venv`
+# linked in the real home, seen from this one (without it those tests skip)
+if [ -e "$HOME/.docker/cli-plugins/docker-compose" ]; then
+  mkdir -p "$SANITY_HOME/.docker/cli-plugins"
+  ln -sfn "$HOME/.docker/cli-plugins/docker-compose" "$SANITY_HOME/.docker/cli-plugins/docker-compose"
+fi
 (cd "$DEST" && HOME=$SANITY_HOME ansible-test units --venv --requirements --python "$PYVER" --color no)
 
 step "sanity checks passed"

@@ -6,7 +6,8 @@ from __future__ import annotations
 from ansible_collections.quantum.runbooks.plugins.module_utils.dotenv import quote_value
 from ansible_collections.quantum.runbooks.plugins.module_utils.trading_mode import trading_mode_of
 
-# Documentation: one <filter name>.yml per filter beside this file.
+# Documentation: one <filter name>.yml per filter beside this file (this file is named after the first;
+# Galaxy lists each plugin file as a filter).
 
 
 def container_env(env_list, keys=None):

@@ -6,7 +6,8 @@ from __future__ import annotations
 from ansible_collections.quantum.runbooks.plugins.module_utils.trace import timeline
 from ansible_collections.quantum.runbooks.plugins.module_utils.verdict import STEPS, decide
 
-# Documentation: one <filter name>.yml per filter beside this file.
+# Documentation: one <filter name>.yml per filter beside this file (this file is named after the first;
+# Galaxy lists each plugin file as a filter).
 
 
 def diagnose_verdict(checks, thresholds=None, inventory="inventory/lab.yml", available_playbooks=None):
