@@ -18,7 +18,7 @@ class FakeRedis:
     def _serve(self):
         while True:
             try:
-                conn, _ = self.sock.accept()
+                conn, _dummy = self.sock.accept()
             except OSError:
                 return
             threading.Thread(target=self._client, args=(conn,), daemon=True).start()
@@ -67,7 +67,7 @@ class FakeRedis:
         if not header.startswith(b"*"):
             raise ValueError(header)
         args = []
-        for _ in range(int(header[1:])):
+        for _dummy in range(int(header[1:])):
             size = int(stream.readline()[1:])
             args.append(stream.read(size + 2)[:-2].decode())
         return args

@@ -29,7 +29,7 @@ def test_a_mitigation_against_an_unreachable_host_audits_it_and_says_nothing_cha
     action, extra = PLAYBOOKS[name]
     res = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory),
                           f"playbooks/{name}", *extra, "-e", f"qt_audit_log={audit}"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+                         cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert res.returncode != 0
     assert "STATE: down-host is unreachable" in res.stdout and "nothing was changed there" in res.stdout, \
         res.stdout[-3000:]

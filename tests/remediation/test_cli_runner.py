@@ -138,7 +138,7 @@ def test_run_verdict_from_diagnosis(kit, tmp_path):
     first, evidence = out.stdout.splitlines()[:2]
     assert first.split()[:5] == ["skipped", "lab", "diagnose.yml", "verdict=HEALTHY", "-"]
     assert evidence.strip().startswith(f"evidence: stale report {path} generated 60 min ago (limit 2 min); "
-                                                 "diagnosed again: diagnosis generated ")
+                                       "diagnosed again: diagnosis generated ")
     assert kit.marks_present() == []
     # ... or refused when it cannot diagnose again (the host is gone from the inventory: the run fails)
     kit.set_verdict("EXECUTOR_DOWN", host="elsewhere")

@@ -66,7 +66,7 @@ def test_serve_killed_mid_run_audits_interrupted_and_acts_on_the_next_copy(kit, 
         return f"audit: {kit.decisions()}\nlogs: {[p.read_text()[-1500:] for p in tmp_path.glob('serve-*.log')]}"
 
     try:
-        first, _ = start(1)
+        first, _dummy = start(1)
         queued = post("fe01")
         assert queued["result"] == "queued"
         wait_for("the diagnose playbook to be under way", started.exists, 90, context)

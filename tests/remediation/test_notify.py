@@ -81,7 +81,7 @@ def test_an_opening_breaker_posts_to_the_notify_url_and_audits_it(kit, receiver)
     hook = receiver()
     secret = "hook-token-" + "5" * 24
     url = f"http://ops:{secret}@127.0.0.1:{hook.port}/hooks/{secret}?x=1"
-    eng, d, _ = trip(kit, url)
+    eng, d, _dummy = trip(kit, url)
     assert d.result == "breaker_open"
     wait_for("the notification", lambda: hook.posts)
     [post] = hook.posts
@@ -110,7 +110,7 @@ def test_an_unreachable_notify_endpoint_is_audited(kit, receiver):
     hook = receiver()
     port = hook.port
     hook.close()                                          # nothing listens there any more
-    eng, d, _ = trip(kit, f"http://127.0.0.1:{port}/hook", timeout_s=2)
+    eng, d, _dummy = trip(kit, f"http://127.0.0.1:{port}/hook", timeout_s=2)
     assert d.result == "breaker_open"
     eng.wait_notifications(5)
     [line] = breaker_lines(kit)

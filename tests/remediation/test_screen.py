@@ -45,7 +45,8 @@ def every_file(kit):
 
 
 def test_no_known_secret_value_reaches_an_artifact_or_the_audit_under_any_name(kit, tmp_path):
-    token, hmac_secret, api_secret, url_password, vault_password, vaulted = (secrets.token_hex(20) for _ in range(6))
+    token, hmac_secret, api_secret, url_password, vault_password, vaulted = (secrets.token_hex(20)
+                                                                             for _dummy in range(6))
     known = {"token": token, "hmac": hmac_secret, "api": api_secret, "url": url_password, "vault": vault_password,
              "vaulted": vaulted}
     vault_file = tmp_path / "vault-pass"
@@ -122,7 +123,7 @@ def test_known_values_from_the_vault_password_and_vault_files(tmp_path):
     plain = tmp_path / "plain.yml"
     plain.write_text("webhook_token: plain-token-value-1\nport: 5000\n")
     p = policy(tmp_path, vault_password_file=str(pass_file), secret_files=[str(secret_file), str(plain),
-                                                                            str(tmp_path / "missing.yml")])
+                                                                           str(tmp_path / "missing.yml")])
     group_vars = p.inventory.parent / "group_vars" / "quantum_trader"
     group_vars.mkdir(parents=True)
     (group_vars / "vault.yml").write_bytes(encrypt("vault_binance_api_secret: group-vault-secret\n", password))

@@ -38,7 +38,12 @@ EXACT_BYTES = {
     "lone_cr.env": b"# a lone CR is not a line break: C is '3\\rD=4'\nA=1\nC=3\rD=4\nE=5\n",
     "mixed_endings.env": b"A=1\r\nB=2\nC=3\r\n# comment\n\r\nD=4\n",
     "multiline_crlf.env": b"KEY='a\r\nb'\r\nNEXT=1\r\n",
-    "bad_invalid_utf8.env": b"A=1\nB=2\nC=\xff\xfe\n",
+    "bad_invalid_utf8_key.env": b"A=1\nKEY_\xe9=2\n",
+    "invalid_utf8.env": (
+        b"# quantum_trader \xe9t\xe9 (a Latin-1 comment)\nA=1\nB=2\nC=\xff\xfe\nBINANCE_USE_TESTNET=false\n"
+        b"NOTE=caf\xe9 cr\xe8me # Latin-1 in a plain value\nQUOTED='\xff \\\xfe'\nDOUBLE=\"x\xc3 y\\n$A\xe2\x82\"\n"
+        b"BINANCE_API_SECRET=s3cr\xe9t-0123456789\nURL=https://u:${BINANCE_API_SECRET}@h\xf0st/\nPAPER_TRADING=false\n"
+    ),
 }
 
 
@@ -470,8 +475,8 @@ def test_random_files_read_as_compose_reads_them(tmp_path):
             ok.append((text, parse(text, ENV, "PATH").values))
         except DotenvError as err:
             refused.append((text, err))
-    assert len(ok) > 150 and any(has_raw_byte(t) for t, _ in ok) and any(has_raw_byte(t) for t, _ in refused)
-    assert compose_read_texts([t for t, _ in ok], tmp_path) == [shown(v) for _, v in ok]
+    assert len(ok) > 150 and any(has_raw_byte(t) for t, _dummy in ok) and any(has_raw_byte(t) for t, _dummy in refused)
+    assert compose_read_texts([t for t, _dummy in ok], tmp_path) == [shown(v) for _dummy, v in ok]
     for i, (text, err) in enumerate(refused[:8]):  # compose says the same (it omits the line for templates)
         path = tmp_path / f"refused{i}.env"
         path.write_bytes(encode(text))
