@@ -3,6 +3,7 @@
 # installs docker.io and starts dockerd when none runs; otherwise it says what to do.
 set -euo pipefail
 LOG=${DOCKERD_LOG:-/var/log/qt-dockerd.log}
+PATH=$PATH:/usr/local/sbin:/usr/sbin:/sbin  # dockerd is in sbin
 
 if docker info >/dev/null 2>&1; then
   exit 0
