@@ -5,7 +5,8 @@ FAULT ?=
 comma := ,
 # FAULT=a,b -> --fault a --fault b
 fault_args = $(foreach f,$(subst $(comma), ,$(1)),--fault $(f))
-export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+# sbin too: dockerd, sshd and useradd live there, and a root shell's PATH does not always have it.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH):/usr/local/sbin:/usr/sbin:/sbin
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 PY := $(VENV)/bin/python
 LABCTL := $(PY) lab/labctl

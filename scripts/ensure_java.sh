@@ -11,7 +11,7 @@ java_major() {  # `openjdk version "17.0.15" ...` -> 17 ("1.8.0" -> 1)
 if command -v java >/dev/null && [ "$(java_major)" -ge 17 ] 2>/dev/null; then
   exit 0
 fi
-if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+if [ "${EUID:-$(id -u)}" != 0 ] || ! command -v apt-get >/dev/null; then
   echo "missing: Java >= 17 (for ansible-rulebook). As root on Debian: apt-get install -y --no-install-recommends openjdk-17-jre-headless" >&2
   exit 1
 fi

@@ -130,6 +130,17 @@ class Kit:
         return sorted(p.name for p in self.marks.iterdir())
 
 
+def wait_for(what, probe, timeout=15, context=lambda: "", every=0.1):
+    """Poll `probe` until it returns something truthy; bounded. `context` explains a timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{context()}")
+
+
 def alert(fingerprint="a1b2c3d4e5f60718", status="firing", name="OrderSubmitWithoutResponse", **labels):
     return {"status": status, "labels": {"alertname": name, "severity": "critical", **labels},
             "annotations": {"summary": "orders submitted without a response"},

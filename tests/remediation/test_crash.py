@@ -6,25 +6,14 @@ import secrets
 import signal
 import socket
 import subprocess
-import time
 
-from kit import QT_REMEDIATE, alert, payload
+from kit import QT_REMEDIATE, alert, payload, wait_for
 
 
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def wait_for(what, probe, timeout, context=lambda: ""):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{context()}")
 
 
 def test_serve_killed_mid_run_audits_interrupted_and_acts_on_the_next_copy(kit, tmp_path):

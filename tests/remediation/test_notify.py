@@ -7,7 +7,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from kit import FakeRunner, alert, payload
+from kit import FakeRunner, alert, payload, wait_for
 
 from remediation.alertmanager import parse
 from remediation.engine import Engine
@@ -42,16 +42,6 @@ class Receiver:
         self.release.set()
         self.httpd.shutdown()
         self.httpd.server_close()
-
-
-def wait_for(what, probe, timeout=15):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def breaker_lines(kit):
