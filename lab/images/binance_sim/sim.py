@@ -343,7 +343,8 @@ class Sim:
 
     def reference_quotes(self):
         now = self.server_ms()
-        return {sym: {"mark": ref, "bid": ref, "ask": ref, "time": now} for sym, (ref, _, _) in SYMBOLS.items()}
+        return {sym: {"mark": ref, "bid": ref, "ask": ref, "time": now}
+                for sym, (ref, _dummy, _dummy2) in SYMBOLS.items()}
 
     def reset_market(self):
         """Every symbol back at its reference price (bid = ask = mark), the walk as configured at start.
@@ -378,7 +379,7 @@ class Sim:
         -1, 0 or +1 times step_bps, turning back at max_dev_pct from the reference; the spread is kept.
         Returns the orders it filled. Called under self.lock."""
         step, max_dev = Decimal(self.walk["step_bps"]) / 10000, Decimal(self.walk["max_dev_pct"]) / 100
-        for sym, (ref, _, _) in SYMBOLS.items():
+        for sym, (ref, _dummy, _dummy2) in SYMBOLS.items():
             mark = self.quotes[sym]["mark"]
             move = self.rng.choice((-1, 0, 1))
             new = mark * (1 + move * step)
@@ -1222,7 +1223,7 @@ def move_market(sim, spec):
             sim.configure_walk(walk)
         sim.quotes.update(moved)
         filled = sim.match() if moved or spec.get("reset") else []
-        for _ in range(steps):
+        for _dummy in range(steps):
             filled += sim.walk_step()
         log("INFO", "MARKET_MOVED", quotes={s: fmt(sim.quotes[s]["mark"]) for s in SYMBOLS}, steps=steps,
             filled=len(filled))
