@@ -129,7 +129,8 @@ class Host:
         for parent in reversed([*path.parents][:-1]):  # /a, /a/b, ... (not / itself)
             if _as_user(QT_USER, "test", "-x", str(parent)).returncode:
                 self._change(f"search ACL for {QT_USER} on {parent}")
-                self.log(f"ssh host: {QT_USER} cannot traverse {parent}: granting search only (setfacl -m u:{QT_USER}:x)")
+                self.log(f"ssh host: {QT_USER} cannot traverse {parent}: "
+                         f"granting search only (setfacl -m u:{QT_USER}:x)")
                 _run(["setfacl", "-m", f"u:{QT_USER}:x", str(parent)])
         if _as_user(QT_USER, "test", "-e", str(path)).returncode:
             raise SshHostError(f"{QT_USER} cannot reach {path} even with search ACLs on its parents "
@@ -211,7 +212,7 @@ class Host:
             return
         check = _run(["visudo", "-cqf", "-"], check=False, input=SUDOERS)
         if check.returncode:
-            raise SshHostError(f"the lab's sudoers rule does not validate: {check.stdout.strip()} {check.stderr.strip()}")
+            raise SshHostError(f"the lab's sudoers rule does not validate: {(check.stdout + check.stderr).strip()}")
         self._write(SUDOERS_FILE, SUDOERS, 0o440)
 
     def sshd_config(self):
@@ -238,7 +239,8 @@ class Host:
     def _sshd_pid(self):
         try:
             pid = int((self.ssh_dir / "sshd.pid").read_text().split()[0])
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()  # sshd rewrites it: "sshd: ... -f CONFIG [listener] ..."
+            # sshd rewrites its command line: "sshd: /usr/sbin/sshd -f CONFIG [listener] ..."
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except (OSError, ValueError, IndexError):
             return None
         return pid if f"-f {self.ssh_dir / 'sshd_config'}".encode() in cmdline else None
