@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import traceback
 
-from ansible.module_utils.basic import missing_required_lib
-
 from ansible_collections.quantum.runbooks.plugins.module_utils.docker_sdk import (
     DOCKER_IMPORT_ERROR,
     HAS_DOCKER,
     DockerException,
     docker_client,
 )
+from ansible_collections.quantum.runbooks.plugins.module_utils.missing_library import missing_library
 from ansible_collections.quantum.runbooks.plugins.module_utils.redis_streams import (
     ContainerUnavailable,
     one_line,
@@ -44,9 +43,9 @@ CONNECTION_SPEC = dict(
 def fail_without_libraries(module):
     """Fail with Ansible's usual message when redis (or, without a url, the Docker SDK) is missing."""
     if not HAS_REDIS:
-        module.fail_json(msg=missing_required_lib("redis"), exception=REDIS_IMPORT_ERROR)
+        module.fail_json(msg=missing_library("redis"), exception=REDIS_IMPORT_ERROR)
     if not module.params["url"] and not HAS_DOCKER:
-        module.fail_json(msg=missing_required_lib("docker") + " (needed when url is not set)",
+        module.fail_json(msg=missing_library("docker", "needed when url is not set"),
                          exception=DOCKER_IMPORT_ERROR)
 
 

@@ -234,8 +234,8 @@ def problems(facts, inventory="<inventory>"):
     docker = facts.get("docker") or {}
     if docker.get("ok") is False:
         if docker.get("kind") == "permission":
-            msg = ("%s cannot talk to Docker (%s): add it to the docker group (usermod -aG docker %s) or become "
-                   "a user in it (ansible_become_user)" % (user, docker["error"], user))
+            msg = ("%s cannot talk to Docker (%s): become the project's user, who is in the docker group "
+                   "(ansible_become: true, ansible_become_user), or add %s to it" % (user, docker["error"], user))
         else:
             msg = "Docker is not reachable for %s: %s" % (user, docker["error"])
         out.append({"code": "DOCKER_DENIED" if docker.get("kind") == "permission" else "DOCKER_UNREACHABLE",
