@@ -175,8 +175,8 @@ def compose_plugin(timeout=15.0):
     except subprocess.TimeoutExpired:
         return {"ok": False, "version": None, "error": "docker compose version did not answer in %ss" % timeout}
     if res.returncode:
-        last = (res.stderr or res.stdout).strip().splitlines()
-        return {"ok": False, "version": None, "error": last[-1] if last else "rc=%s" % res.returncode}
+        lines = (res.stderr or res.stdout).strip().splitlines()  # "docker: 'compose' is not a docker command."
+        return {"ok": False, "version": None, "error": lines[0] if lines else "rc=%s" % res.returncode}
     return {"ok": True, "version": res.stdout.strip(), "error": None}
 
 
@@ -257,11 +257,15 @@ def problems(facts, inventory="<inventory>"):
             out.append({"code": "ENV_MISSING", "msg": "%s/.env does not exist" % project["path"]})
         elif not env.get("readable"):
             out.append({"code": "ENV_UNREADABLE",
-                        "msg": "%s cannot read %s/.env (owner %s, mode %s): become its owner (ansible_become_user)"
-                               % (user, project["path"], env.get("owner", "?"), env.get("mode", "?"))})
+                        "msg": "%s cannot read %s/.env (owner %s, mode %s): become its owner (ansible_become_user: %s)"
+                               % (user, project["path"], env.get("owner", "?"), env.get("mode", "?"),
+                                  env.get("owner", "?"))})
         expect = facts.get("expect_owner")
         if expect and project.get("owner") != expect:
+            owner = project.get("owner")
+            hint = (" - or become %s (ansible_become_user: %s)" % (owner, owner)
+                    if owner not in ("root", "0") and owner != user else "")
             out.append({"code": "PROJECT_OWNER",
-                        "msg": "project directory %s belongs to %s, not %s: chown -R %s: %s"
-                               % (project["path"], project.get("owner"), expect, expect, project["path"])})
+                        "msg": "project directory %s belongs to %s, not %s: chown -R %s: %s%s"
+                               % (project["path"], owner, expect, expect, project["path"], hint)})
     return out
