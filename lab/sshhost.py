@@ -63,12 +63,15 @@ class Host:
         self.ssh_dir = self.run_dir.parent / "ssh"
         self.log = log
         self.changed = []
+        self.verify = False
 
     # ------------------------------------------------------------ helpers
-    def _change(self, what):
+    def _change(self, what, verify=True):
+        """Record a change (root only); `verify=False` for ownership fixes that need no SSH round trip."""
         if os.geteuid() != 0:
             raise SshHostError(f"the SSH host needs a change ({what}) that only root can make: run labctl up as root")
         self.changed.append(what)
+        self.verify = self.verify or verify
 
     def _write(self, path, text, mode, owner=None):
         """Write `text` if it differs; set mode and owner. True when anything changed."""
@@ -150,13 +153,14 @@ class Host:
                 if (st.st_uid, st.st_gid) != (qt.pw_uid, qt.pw_gid):
                     wrong.append(p)
         if wrong:
-            self._change(f"chown {len(wrong)} path(s) in {self.run_dir} to {QT_USER}")
+            # Root-run labctl and playbooks create root-owned files here (the policy file, backups).
+            self._change(f"chown {len(wrong)} path(s) in {self.run_dir} to {QT_USER}", verify=False)
             for p in wrong:
                 os.lchown(p, qt.pw_uid, qt.pw_gid)
         for secret in (".env", "sim.env"):
             p = self.run_dir / secret
             if p.exists() and p.stat().st_mode & 0o7777 != 0o600:
-                self._change(f"chmod 600 {p}")
+                self._change(f"chmod 600 {p}", verify=False)
                 p.chmod(0o600)
 
     def compose_plugin(self):
@@ -296,7 +300,7 @@ class Host:
         self.keys()
         self.sudoers()
         self.sshd()
-        if self.changed:
+        if self.verify:
             self.end_to_end()
             self.log(f"ssh host ready: ssh -p {SSH_PORT} {ONCALL_USER}@{SSH_ADDRESS} "
                      f"({len(self.changed)} change(s), {time.monotonic() - start:.1f}s)")

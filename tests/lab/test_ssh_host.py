@@ -9,6 +9,7 @@ import grp
 import json
 import os
 import pwd
+import shlex
 import stat
 import subprocess
 import sys
@@ -108,8 +109,9 @@ def test_the_host_looks_like_production(lab):
 
 def test_prepare_host_check_changes_nothing_then_installs_once(lab):
     """A fresh virtualenv: --check installs nothing, the run installs, the rerun changes nothing."""
-    venv = f"~/.local/share/qt-runbooks/test-{uuid.uuid4().hex[:8]}"
-    extra = ("-e", f"prepare_host_venv={venv}")
+    name = f".local/share/qt-runbooks/test-{uuid.uuid4().hex[:8]}"
+    venv = f"/home/qt/{name}"  # the role is given ~/...: the become user's home, not oncall's
+    extra = ("-e", f"prepare_host_venv=~/{name}")
     try:
         check = playbook("inventory/lab-ssh.yml", FIX, "--check", *extra)
         assert check.returncode == 0, check.stdout[-3000:]
@@ -122,8 +124,8 @@ def test_prepare_host_check_changes_nothing_then_installs_once(lab):
         assert again.returncode == 0 and recap(again, "lab-ssh")["changed"] == 0, again.stdout[-3000:]
         check = playbook("inventory/lab-ssh.yml", FIX, "--check", *extra)
         assert check.returncode == 0 and recap(check, "lab-ssh")["changed"] == 0, check.stdout[-3000:]
-        libs = ssh("sudo", "-n", "-u", "qt", f"{venv}/bin/python", "-c",
-                   "import requests, redis, docker, binance.client; print(redis.__version__, docker.__version__)")
+        code = "import requests, redis, docker, binance.client; print(redis.__version__, docker.__version__)"
+        libs = ssh("sudo", "-n", "-u", "qt", f"{venv}/bin/python", "-c", shlex.quote(code))
         assert libs.stdout.split() == ["5.3.1", "7.2.0"], libs.stderr
     finally:
         ssh("sudo", "-n", "-u", "qt", "rm", "-rf", venv)
