@@ -5,7 +5,8 @@ FAULT ?=
 comma := ,
 # FAULT=a,b -> --fault a --fault b
 fault_args = $(foreach f,$(subst $(comma), ,$(1)),--fault $(f))
-export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+# sbin too: dockerd, sshd and useradd live there, and a root shell's PATH does not always have it.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH):/usr/local/sbin:/usr/sbin:/sbin
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 PY := $(VENV)/bin/python
 LABCTL := $(PY) lab/labctl
@@ -39,6 +40,7 @@ system:
 	scripts/ensure_docker.sh
 	scripts/ensure_sshhost.sh
 	$(if $(WITH_PROMETHEUS),scripts/ensure_prometheus.sh)
+	$(if $(WITH_PROMETHEUS),scripts/ensure_java.sh)
 	$(base_image_step)
 
 images: venv docker  ## build the lab images (no registry needed)
@@ -57,6 +59,7 @@ demo: setup  ## start the lab with FAULT (default executor_hang) and diagnose it
 	@echo; echo "Report: $(CURDIR)/reports/lab/diagnosis-latest.md (and .json)"; \
 	 echo "The lab is still running with fault '$(or $(FAULT),executor_hang)'. Heal it: $(LABCTL) fault healthy; stop it: make lab-down"
 
+test: export QT_REQUIRE_TOOLS := 1
 test:  ## lint + offline tests beside the lab tests + molecule (log: reports/test-offline.log)
 	@$(MAKE) --no-print-directory setup WITH_PROMETHEUS=1
 	@$(MAKE) --no-print-directory images

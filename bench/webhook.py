@@ -33,7 +33,10 @@ STUB_DIAGNOSE = """---
       quantum.runbooks.write_report:
         dir: "{{ diagnose_report_dir }}/{{ inventory_hostname }}"
         files:
-          diagnosis-latest.json: '{"host": "lab", "verdict": {"primary": "HEALTHY"}}'
+          # generated_at: qt-remediate never acts on a diagnosis older than max_report_age_minutes
+          diagnosis-latest.json: >-
+            {{ {'host': 'lab', 'generated_at': now(utc=true).strftime('%Y-%m-%dT%H:%M:%SZ'),
+                'verdict': {'primary': 'HEALTHY'}} | to_json }}
 """
 
 

@@ -5,9 +5,9 @@ diagnose.yml, then at most the one mitigation the policy allows, under a per-hos
 and a circuit breaker. Playbooks run through ansible-runner; every decision is appended to the
 audit log (reports/audit.jsonl). Manual: docs/remediation.md.
 
-Exit codes: 0 done (ran, or skipped for a reason), 1 a playbook run failed, 2 bad input (one line
-on stderr; nothing run or recorded), 3 the circuit breaker is open (page a human, then
-`qt-remediate breaker reset`).
+Exit codes: 0 done (ran, or skipped or refused for a stated reason), 1 a playbook run failed, 2 bad
+input (one line on stderr; nothing run or recorded), 3 the circuit breaker is open (page a human,
+then `qt-remediate breaker reset`).
 """
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ from pathlib import Path
 
 from . import audit, paths, status
 from .alertmanager import MAX_BODY, PayloadError, parse_body
-from .engine import Engine, ReportError, read_report
-from .policy import HOST_NAME, PolicyError, extravar_problem, load
+from .engine import Engine, ReportError, read_report, redacted_url
+from .policy import HOST_NAME, HUMAN_ONLY, OVERRIDE_VAR, PolicyError, extravar_problem, load
 from .state import StateError, StateStore
 
 EXIT_FAILED, EXIT_USAGE, EXIT_BREAKER = 1, 2, 3
@@ -71,13 +71,18 @@ def build_parser():
     p.add_argument("--limit", metavar="HOST", help="inventory host (default: the policy's default_host)")
     p.add_argument("-e", "--extra-var", action="append", default=[], metavar="KEY=VALUE",
                    help="extra variable for PLAYBOOK (no secrets: runner stores them in plain text)")
+    p.add_argument("--override-emergency-stop", action="store_true",
+                   help="PLAYBOOK only: run it although an emergency stop is in force (passes "
+                   f"{OVERRIDE_VAR}=true; the audit records the override and your user name). Never automatic: "
+                   "serve, alert, replay and EDA have no such option")
 
     p = sub.add_parser("serve", parents=[common], help="HTTP endpoint for Alertmanager webhooks",
                        description=f"POST Alertmanager (version 4) payloads to /alert with 'Authorization: "
                        f"Bearer <token>' (token from --token-file, mode 0600, or ${TOKEN_ENV}) or an "
                        f"X-Qt-Signature-256: sha256=<hex HMAC of the body> header (secret from "
                        f"--hmac-secret-file or ${HMAC_ENV}). Answers 202 with the decisions; runs happen "
-                       "one at a time in the background. GET /healthz for liveness.")
+                       "one at a time in the background. GET /healthz for liveness, GET /metrics for "
+                       "Prometheus (no credentials: counts and states, no secrets).")
     p.add_argument("--bind", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=9095, help="port (default 9095; 0 = any free port)")
     p.add_argument("--token-file", type=Path, help="file holding the bearer token (must be mode 0600)")
@@ -138,6 +143,11 @@ def _engine(args, trigger, **kwargs):
     return Engine(_policy(args), reports, trigger=trigger, check=getattr(args, "check", False), **kwargs)
 
 
+def _finish(engine):
+    """One-shot commands: a breaker notification started in the background may finish first."""
+    engine.wait_notifications(engine.policy.notify_timeout_s + 1)
+
+
 def _read_payload(source):
     if source == "-":
         body = sys.stdin.buffer.read(MAX_BODY + 1)
@@ -183,6 +193,8 @@ def _print(decisions, as_json):
         if d.run_id:
             line += f" (run {d.run_id}{', rc ' + str(d.rc) if d.rc is not None else ''})"
         print(line)
+        if d.evidence:
+            print(f"{'':<12} evidence: {d.evidence}")
         if d.artifacts:
             print(f"{'':<12} artifacts: {d.artifacts}")
 
@@ -208,24 +220,35 @@ def cmd_run(args):
     if args.verdict_from_diagnosis:
         if args.extra_var:
             raise UsageError("-e is for PLAYBOOK; with --verdict-from-diagnosis the policy sets the variables")
+        if args.override_emergency_stop:
+            raise UsageError("--override-emergency-stop is for PLAYBOOK only: the policy never overrides a stop")
         engine = _engine(args, "ci")
         host = _host(args.limit, engine.policy)
-        report = read_report(args.report or engine.reports / host / "diagnosis-latest.json")
+        path = args.report or engine.reports / host / "diagnosis-latest.json"
+        report = read_report(path)
         if args.limit and report.get("host") not in (None, host):
             raise UsageError(f"the report is for host {report.get('host')!r}, not {host!r}")
-        decisions = [engine.from_report(report, host)]
+        decisions = [engine.from_report(report, host, source=f"report {path}")]
     else:
         engine = _engine(args, "manual")
         playbook = _resolve_playbook(args.playbook, engine.policy)
+        screen = engine.screen(fresh=True)
         extravars = {}
         for item in args.extra_var:
             key, sep, value = item.partition("=")
             problem = "expected KEY=VALUE" if not sep else extravar_problem(key, value)
+            if not problem and key == OVERRIDE_VAR:
+                problem = "use --override-emergency-stop (it is audited with your name)"
+            if not problem and screen.hit(value):  # never echo the value
+                problem = ("the value is a known secret (runner stores extravars in plain text); "
+                           "credentials travel only by vault")
             if problem:
-                raise UsageError(f"-e {key if sep else item}: {problem}")
+                raise UsageError(f"-e {key if sep else screen.text(item)}: {problem}")
             extravars[key] = value
-        decisions = [engine.run_explicit(playbook, _host(args.limit, engine.policy), extravars)]
+        decisions = [engine.run_explicit(playbook, _host(args.limit, engine.policy), extravars,
+                                         override=args.override_emergency_stop)]
     _print(decisions, args.json)
+    _finish(engine)
     return _exit_code(decisions)
 
 
@@ -246,6 +269,7 @@ def cmd_alert(args):
     engine = _engine(args, args.trigger)
     decisions = engine.handle(alerts)
     _print(decisions, args.json)
+    _finish(engine)
     return _exit_code(decisions)
 
 
@@ -269,7 +293,9 @@ def cmd_serve(args):
     secret = read_secret(args.hmac_secret_file, HMAC_ENV, "HMAC secret")
     if not token and not secret:
         raise UsageError(f"serve needs a token (--token-file or ${TOKEN_ENV}) or an HMAC secret")
-    engine = _engine(args, "webhook")
+    engine = _engine(args, "webhook", secret_values=(token, secret))
+    for d in engine.recover():  # runs a killed predecessor left in flight: audited, the next copy is acted on
+        print(f"qt-remediate: {d.reason} ({d.alert} on {d.host}); audited", file=sys.stderr, flush=True)
     service = Service(engine, token=token, hmac_secret=secret)
     try:
         httpd = make_server(service, args.bind, args.port, quiet=args.quiet)
@@ -282,8 +308,8 @@ def cmd_serve(args):
     signal.signal(signal.SIGINT, stop)
     host, port = httpd.server_address[:2]
     mode = " (dry run: check mode)" if engine.check else ""
-    print(f"qt-remediate: listening on http://{host}:{port}/alert{mode}; policy {engine.policy.source}",
-          file=sys.stderr, flush=True)
+    print(f"qt-remediate: listening on http://{host}:{port}/alert{mode} (metrics: /metrics); "
+          f"policy {engine.policy.source}", file=sys.stderr, flush=True)
     httpd.serve_forever()
     httpd.server_close()
     print("qt-remediate: stopping; finishing the run in progress", file=sys.stderr, flush=True)
@@ -297,7 +323,8 @@ def cmd_status(args):
     records = audit.read_decisions(reports / "audit.jsonl", args.limit)
     if args.json:
         print(json.dumps({"breaker": state["breaker"], "mitigations": state["mitigations"],
-                          "running": state["running"], "decisions": records}, indent=1))
+                          "running": state["running"], "inflight": state["inflight"],
+                          "last_run": state["last_run"], "decisions": records}, indent=1))
     else:
         print("\n".join(status.render(state, records, reports / "audit.jsonl")))
     return 0
@@ -319,7 +346,11 @@ def cmd_policy(args):
     print(f"{policy.source}: valid")
     print(f"  dry_run={policy.dry_run} inventory={policy.inventory} alerts={', '.join(policy.alerts)}")
     print(f"  dedupe {policy.dedupe_window_s / 60:g} min; breaker {policy.breaker_max} mitigations in "
-          f"{policy.breaker_window_s / 60:g} min")
+          f"{policy.breaker_window_s / 60:g} min; notify "
+          f"{redacted_url(policy.notify_url) if policy.notify_url else 'nobody (breaker.notify_url not set)'}")
+    per_alert = "".join(f", {a} {s / 60:g} min" for a, s in policy.max_report_age_by_alert.items())
+    print(f"  diagnoses older than {policy.max_report_age_s / 60:g} min{per_alert} are not acted on")
+    print(f"  never automatic: {', '.join(sorted(HUMAN_ONLY))} (refused; a human decides)")
     for verdict, m in policy.mitigations.items():
         flag = "" if m.enabled else " (disabled)"
         extra = " ".join(f"-e {k}={v}" for k, v in m.extravars.items())

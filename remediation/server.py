@@ -4,7 +4,8 @@ A request is checked in this order and refused at the first failure, before anyt
 path (404) -> method (405) -> credentials present (401) -> Content-Length (411/400/413) -> body read ->
 HMAC if that is the credential (401) -> JSON and Alertmanager v4 schema (400). Only then does the
 decision path triage the alerts; runs go to one background worker and the answer is 202 with the
-decisions, without waiting for any playbook.
+decisions, without waiting for any playbook. GET /healthz (liveness) and GET /metrics (Prometheus, see
+metrics.py) need no credentials: they change nothing and say nothing secret.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from . import metrics
 from .alertmanager import MAX_BODY, PayloadError, parse_body
 
 PATH = "/alert"
@@ -61,6 +63,9 @@ class Service:
                 self.jobs.put(d)
         return decisions
 
+    def metrics(self):
+        return metrics.render(self.engine, queued=self.jobs.qsize())
+
     def start(self):
         self._worker.start()
 
@@ -92,10 +97,10 @@ class Handler(BaseHTTPRequestHandler):
     def service(self):
         return self.server.service
 
-    def _reply(self, code, payload, headers=None):
-        body = (json.dumps(payload) + "\n").encode()
+    def _reply(self, code, payload, headers=None, content_type="application/json"):
+        body = payload.encode() if isinstance(payload, str) else (json.dumps(payload) + "\n").encode()
         self.send_response(code)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Connection", "close")
         for k, v in (headers or {}).items():
@@ -158,6 +163,13 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/healthz":
             return self._reply(200, {"status": "ok", "queued": self.service.jobs.qsize(),
                                      "busy_hosts": self.service.engine.busy_hosts()})
+        if self.path.split("?", 1)[0] == "/metrics":
+            try:
+                text = self.service.metrics()
+            except Exception as err:  # a scrape must never take the service down; a 500 shows as up == 0
+                self.service.log(f"error: metrics: {type(err).__name__}: {err}")
+                return self._reply(500, {"error": "metrics failed; see the service log"})
+            return self._reply(200, text, content_type=metrics.CONTENT_TYPE)
         self._not_allowed()
 
     def _not_allowed(self):

@@ -21,7 +21,38 @@ class StateError(RuntimeError):
 
 
 def empty():
-    return {"version": 1, "dedupe": {}, "mitigations": [], "breaker": {"open": False}, "running": {}}
+    # dedupe: fingerprints whose run has ENDED (within the window); inflight: fingerprints whose run was
+    # queued or started and has not ended yet, with the owning process (a crash leaves them behind:
+    # Engine.recover records them as interrupted); last_run: the end of the last playbook run (metrics).
+    return {"version": 1, "dedupe": {}, "inflight": {}, "mitigations": [], "breaker": {"open": False},
+            "running": {}, "last_run": {}}
+
+
+def process_start(pid):
+    """The kernel's start time of `pid` (clock ticks since boot), so a reused pid is not taken for ours."""
+    try:
+        stat = Path(f"/proc/{int(pid)}/stat").read_text()
+        return int(stat.rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError, TypeError):
+        return None
+
+
+def this_process():
+    pid = os.getpid()
+    return {"pid": pid, "pid_start": process_start(pid)}
+
+
+def owner_alive(entry):
+    """Is the process recorded in `entry` ({pid, pid_start}) still the one that wrote it?"""
+    pid = entry.get("pid")
+    try:
+        os.kill(int(pid), 0)
+    except (TypeError, ValueError, ProcessLookupError):
+        return False
+    except PermissionError:  # exists, owned by someone else
+        pass
+    started = entry.get("pid_start")
+    return started is None or process_start(pid) in (None, started)
 
 
 class StateStore:

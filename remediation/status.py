@@ -1,8 +1,9 @@
 """`qt-remediate status`: recent decisions from the audit log, the breaker and running hosts, as text."""
 from __future__ import annotations
 
-import os
 from datetime import datetime, timezone
+
+from .state import owner_alive
 
 HEADER = ("TIME", "HOST", "TRIGGER", "ALERT/VERDICT", "ACTION", "RESULT", "DUR", "RC", "REASON / RUN")
 
@@ -10,8 +11,12 @@ HEADER = ("TIME", "HOST", "TRIGGER", "ALERT/VERDICT", "ACTION", "RESULT", "DUR",
 def render(state, records, audit_log):
     lines = [breaker_line(state)]
     for host, run in sorted(state["running"].items()):
-        stale = "" if _alive(run.get("pid")) else " (stale: its process is gone)"
+        stale = "" if owner_alive(run) else " (stale: its process is gone)"
         lines.append(f"running: {host} run {run.get('run_id')} since {_iso(run.get('since'))}{stale}")
+    for fp, entry in sorted(state.get("inflight", {}).items(), key=lambda item: item[1].get("ts", 0)):
+        stale = "" if owner_alive(entry) else " (its process is gone: recorded as interrupted at the next start)"
+        lines.append(f"in flight: {entry.get('alert')} {fp} on {entry.get('host')} run {entry.get('run_id')} "
+                     f"since {_iso(entry.get('ts'))}{stale}")
     if not records:
         return lines + [f"no remediation decisions in {audit_log}"]
     rows = [HEADER] + [_row(r) for r in records]
@@ -40,16 +45,6 @@ def breaker_line(state):
         return (f"breaker: OPEN since {b.get('opened_at')} ({b.get('why')}); automatic remediation is stopped "
                 "- page a human, then: qt-remediate breaker reset")
     return f"breaker: closed ({len(state['mitigations'])} recent automatic mitigations)"
-
-
-def _alive(pid):
-    try:
-        os.kill(int(pid), 0)
-    except (TypeError, ValueError, ProcessLookupError):
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
 
 
 def _iso(epoch):

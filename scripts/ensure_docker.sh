@@ -3,11 +3,12 @@
 # installs docker.io and starts dockerd when none runs; otherwise it says what to do.
 set -euo pipefail
 LOG=${DOCKERD_LOG:-/var/log/qt-dockerd.log}
+PATH=$PATH:/usr/local/sbin:/usr/sbin:/sbin  # dockerd is in sbin
 
 if docker info >/dev/null 2>&1; then
   exit 0
 fi
-if [ "$(id -u)" != 0 ]; then
+if [ "${EUID:-$(id -u)}" != 0 ]; then
   echo "No Docker engine answers and we are not root: start Docker (or add yourself to the docker group) and retry." >&2
   exit 1
 fi

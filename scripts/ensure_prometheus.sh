@@ -14,7 +14,7 @@ done
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
-if [ "$(id -u)" != 0 ]; then
+if [ "${EUID:-$(id -u)}" != 0 ]; then
   echo "missing: ${missing[*]}. As root: apt-get install -y --no-install-recommends prometheus prometheus-alertmanager" >&2
   exit 1
 fi

@@ -27,11 +27,13 @@ def free_port():
 
 
 class SimProcess:
-    def __init__(self, tmp):
+    def __init__(self, tmp, **extra_env):
+        """`extra_env`: more SIM_* settings, e.g. SIM_SEED="7", SIM_WALK_INTERVAL_S="0.05"."""
         self.ports = {"mainnet": free_port(), "testnet": free_port(), "control": free_port()}
         self.log = tmp / "sim.log"
         env = {**os.environ, "SIM_BIND_HOST": "127.0.0.1", "SIM_MAINNET_PORT": str(self.ports["mainnet"]),
-               "SIM_TESTNET_PORT": str(self.ports["testnet"]), "SIM_CONTROL_PORT": str(self.ports["control"])}
+               "SIM_TESTNET_PORT": str(self.ports["testnet"]), "SIM_CONTROL_PORT": str(self.ports["control"]),
+               **extra_env}
         for name, (key, secret) in KEYS.items():
             env[f"SIM_{name.upper()}_API_KEY"], env[f"SIM_{name.upper()}_API_SECRET"] = key, secret
         self.proc = subprocess.Popen([sys.executable, "-u", str(SIM)], env=env, stdout=self.log.open("w"),
@@ -73,6 +75,12 @@ class SimProcess:
                                                           **spec})
         assert status == 200, order
         return order
+
+    def market(self, **spec):
+        """POST /_sim/market (move the mark, set the book, drive the seeded walk); the new market and its fills."""
+        status, body = self.ctl("POST", "/_sim/market", spec)
+        assert status == 200, body
+        return body
 
     def client(self, personality="testnet", key=None, secret=None, timeout=5):
         """An unmodified python-binance client pointed at this simulator by configuration."""

@@ -6,9 +6,13 @@ The parser is a port of compose-go's dotenv parser and `${}` template engine (co
 against `docker compose config` (tests/unit/test_dotenv.py, docs/dotenv.md). On top of compose's result it
 keeps where every statement sits in the text, so `set_keys` rewrites only the bytes it must.
 
+Bytes that are not UTF-8 are read as compose reads them (it works on raw bytes): each one becomes a lone
+surrogate (Python's `surrogateescape`), so offsets still index the text, `encode()` gives back the exact bytes,
+and `printable()` shows each as U+FFFD, as `docker compose config --format json` does.
+
 Stricter than compose on purpose (compose accepts these, but the container would get a broken or surprising
-environment): NUL bytes, invalid UTF-8, and a variable with an empty name (`=value`, or a bare `KEY` on the
-last line without a final newline, which compose reads as the *value* of an empty-named variable).
+environment): NUL bytes, and a variable with an empty name (`=value`, or a bare `KEY` on the last line without
+a final newline, which compose reads as the *value* of an empty-named variable).
 """
 
 from __future__ import annotations
@@ -125,19 +129,28 @@ class Dotenv:
 # ----------------------------------------------------------------------------------------------- decoding
 
 
+_RAW_BYTE = re.compile("[\udc80-\udcff]")  # a byte that is not UTF-8, as surrogateescape decodes it
+
+
 def decode(data, path=None):
-    """Bytes -> text, refusing NUL bytes and invalid UTF-8 with the line they are on."""
-    if isinstance(data, str):
-        text = data
-    else:
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as err:
-            raise DotenvError("invalid UTF-8", data.count(b"\n", 0, err.start) + 1, path) from None
+    """Bytes -> text, byte for byte: a byte that is not UTF-8 becomes a lone surrogate (compose passes such
+    bytes on, so we keep them). Refuses NUL bytes with the line they are on."""
+    text = data if isinstance(data, str) else data.decode("utf-8", "surrogateescape")
     nul = text.find("\x00")
     if nul >= 0:
         raise DotenvError("NUL byte", text.count("\n", 0, nul) + 1, path)
     return text
+
+
+def encode(text):
+    """Text from `decode` (or `set_keys`) -> the exact bytes, raw non-UTF-8 bytes included."""
+    return text.encode("utf-8", "surrogateescape")
+
+
+def printable(text):
+    """`text` with each raw non-UTF-8 byte shown as U+FFFD (what `docker compose config --format json` shows),
+    so it can be printed and sent as JSON. None stays None."""
+    return text if text is None else _RAW_BYTE.sub("\ufffd", text)
 
 
 # ----------------------------------------------------------------------------------------------- templates
@@ -166,6 +179,8 @@ def _go_quote(text):
     for char in text:
         if char in _GO_ESCAPES:
             out.append(_GO_ESCAPES[char])
+        elif _RAW_BYTE.fullmatch(char):
+            out.append(f"\\x{ord(char) - 0xDC00:02x}")  # Go quotes a byte that is not UTF-8 as \xNN
         elif char.isprintable():
             out.append(char)
         elif ord(char) < 0x80:
@@ -325,7 +340,8 @@ class _Parser:
                 break
             if not _is_key_char(char):
                 line = text[pos:].split("\n", 1)[0]
-                raise self.error(f"unexpected character {_go_quote(char)} in variable name", " " + _go_quote(line))
+                shown = printable(char)  # compose names a raw byte as the rune it decodes to: U+FFFD
+                raise self.error(f"unexpected character {_go_quote(shown)} in variable name", " " + _go_quote(line))
         if inherited and " " not in key:
             self.line += 1
         key = key.rstrip(_UNICODE_SPACE)
@@ -368,7 +384,9 @@ class _Parser:
         # compose names the line where the file ends; the safe message also says where the quote opened
         opened = text.count("\n", 0, pos) + 1
         raise self.error(
-            "unterminated quoted value", " " + text[pos:].split("\n", 1)[0], hint=f" (the quote opens on line {opened})"
+            "unterminated quoted value",
+            " " + printable(text[pos:].split("\n", 1)[0]),
+            hint=f" (the quote opens on line {opened})",
         )
 
     def expand(self, value, stmt_line):
@@ -464,6 +482,8 @@ def quote_value(value, force=False):
         raise DotenvEditError(f"values must be strings, not {type(value).__name__}")
     if "\x00" in value:
         raise DotenvEditError("a value cannot hold a NUL byte")
+    if any("\ud800" <= char <= "\udfff" for char in value):
+        raise DotenvEditError("a value must be valid Unicode text")
     if _SAFE_UNQUOTED.fullmatch(value) and not force:
         return value
     if not any(char in value for char in "'\n\r") and not value.endswith("\\"):

@@ -1,10 +1,19 @@
 # -*- coding: utf-8 -*-
 # Copyright: qt-runbooks contributors; Apache-2.0
 """How the modules reach Redis: a URL, or the Redis container's IP (as `docker exec
-quantum_redis redis-cli` would), with every call bounded by a timeout and no retries."""
+quantum_redis redis-cli` would), with every call bounded by a timeout and no retries.
+
+A password in O(url) (`redis://user:PASSWORD@host`, `?password=PASSWORD`) is a secret: `RedisModule`
+(the AnsibleModule every Redis-using module is built with) hides it, raw and URL-decoded, in the result,
+the invocation, every message (also when an argument fails validation) and the syslog line Ansible
+writes; `masked_url()` is the URL to show."""
 from __future__ import annotations
 
+import re
 import traceback
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.quantum.runbooks.plugins.module_utils.docker_sdk import (
     DOCKER_IMPORT_ERROR,
@@ -30,6 +39,11 @@ except ImportError:
     HAS_REDIS = False
     REDIS_IMPORT_ERROR = traceback.format_exc()
 
+MASK = "********"
+# userinfo as written, also with an unencoded / # @ in the password (urlsplit stops at those): from "//" to the
+# last "@" before any "?"
+_USERINFO = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://(?P<userinfo>[^?]*)@[^@]*$")
+
 # The options every Redis-using module shares.
 CONNECTION_SPEC = dict(
     url=dict(type="str"),
@@ -40,6 +54,65 @@ CONNECTION_SPEC = dict(
 )
 
 
+def url_secrets(url):
+    """Every form of the password in a Redis URL that could be shown: as written and URL-decoded, from the
+    userinfo (also when it holds characters urlsplit stops at, like `/` or `#`) and from `?password=`."""
+    found = set()
+    if not url:
+        return found
+    found.update(re.findall(r"[?&]password=([^&]*)", url))  # as written, an unencoded `#...` included
+    match = _USERINFO.match(url)
+    if match and ":" in match.group("userinfo"):
+        found.add(match.group("userinfo").split(":", 1)[1])
+    try:
+        parts = urlsplit(url)
+        if parts.password:
+            found.add(parts.password)
+        for key, value in parse_qsl(parts.query, keep_blank_values=True):
+            if key == "password":
+                found.add(value)
+    except ValueError:  # not even a URL (e.g. a broken IPv6 host): the userinfo match above is all there is
+        pass
+    found.update({unquote(value) for value in found})
+    # Ansible masks its no_log values one after the other: should a shorter form go first, the rest of a longer
+    # one (the `#...` urlsplit cut off) must still be masked on its own. Pieces under 4 characters are left, so
+    # that a password like `a/0` does not mask every `0` of the output.
+    found.update(piece for value in list(found) for piece in re.split(r"[/?#@:&]", value) if len(piece) >= 4)
+    return {value for value in found if value}
+
+
+def masked_url(url):
+    """The URL to show: every form of its password replaced by ******** (never raises; None stays None)."""
+    if not url:
+        return url
+    for secret in sorted(url_secrets(url), key=len, reverse=True):
+        url = url.replace(secret, MASK)
+    return url
+
+
+class RedisModule(AnsibleModule):
+    """AnsibleModule that never shows the password of O(url): it joins Ansible's no_log values before the
+    invocation is logged and before any result (exit or fail, argument errors included) is returned."""
+
+    def _hide_url_secrets(self):
+        params = getattr(self, "params", None) or {}
+        url = params.get("url")
+        if isinstance(url, str):
+            self.no_log_values.update(url_secrets(url))
+
+    def _log_invocation(self):  # AnsibleModule logs the invocation to syslog from __init__
+        self._hide_url_secrets()
+        super()._log_invocation()
+
+    def exit_json(self, **kwargs):
+        self._hide_url_secrets()
+        super().exit_json(**kwargs)
+
+    def fail_json(self, msg, **kwargs):
+        self._hide_url_secrets()
+        super().fail_json(msg, **kwargs)
+
+
 def fail_without_libraries(module):
     """Fail with Ansible's usual message when redis (or, without a url, the Docker SDK) is missing."""
     if not HAS_REDIS:
@@ -47,6 +120,20 @@ def fail_without_libraries(module):
     if not module.params["url"] and not HAS_DOCKER:
         module.fail_json(msg=missing_library("docker", "needed when url is not set"),
                          exception=DOCKER_IMPORT_ERROR)
+
+
+def check_url(module):
+    """Fail in one line (password masked) when O(url) is set but is not a Redis URL."""
+    url = module.params["url"]
+    if url:
+        try:
+            redis.connection.parse_url(url)
+        except ValueError as err:
+            if url_secrets(url) or "@" in url:  # redis-py may quote a piece of a password it misparsed
+                detail = "not a Redis URL (in a password, percent-encode / ? # @ : as %2F %3F %23 %40 %3A)"
+            else:
+                detail = str(err)
+            module.fail_json(msg=f"invalid url {masked_url(url)}: {detail}")
 
 
 def redis_client(url, timeout):

@@ -98,6 +98,14 @@ def _num(value, default=None):
         return default
 
 
+def _stop_detail(detail):
+    """`by alice: via=emergency_stop.yml, incident=INC-42` from the kill switch's stored value."""
+    if not isinstance(detail, dict) or not detail:
+        return None
+    rest = ", ".join(f"{k}={v}" for k, v in detail.items() if k not in ("by", "at"))
+    return f"by {detail.get('by') or 'unknown'}" + (f": {rest}" if rest else "")
+
+
 def executor_findings(ex, t):
     """Runbook check 1: container state and what its last log lines say."""
     if not ex or ex.get("check_error"):
@@ -109,7 +117,7 @@ def executor_findings(ex, t):
         since = stop.get("since") or "an unknown time"
         return [finding("OPERATOR_STOPPED", "executor", f"trading stopped by an operator at {since}", [
             f"kill switch engaged ({', '.join(stop.get('where') or []) or 'engaged'})",
-            f"reason: {stop['reason']}" if stop.get("reason") else None,
+            _stop_detail(stop.get("detail")),
             f"executor container: {ex.get('status', 'missing')}",
             "resume with playbooks/resume_trading.yml -e confirm=RESUME once the cause is cleared"],
             since=since)]

@@ -99,7 +99,10 @@ options:
     default: [docker, compose]
 notes:
   - The rules compose applies and the few cases this module refuses although compose accepts them
-    (NUL bytes, invalid UTF-8, a variable with an empty name) are in C(docs/dotenv.md).
+    (NUL bytes, a variable with an empty name) are in C(docs/dotenv.md).
+  - Bytes that are not UTF-8 (compose accepts them in values and comments) are kept byte for byte; in every
+    output (diff, changes, effective, values) each such byte is shown as U+FFFD, as C(docker compose config)
+    does.
   - A changed C(.env) only reaches a container when it is recreated (C(docker compose up -d)), not on restart.
 requirements:
   - docker compose v2 on the target for O(oracle=compose) (optional with V(auto))
@@ -174,7 +177,10 @@ diff:
   type: dict
   returned: when state=present
 values:
-  description: Every key's effective value (B(not masked) - register with C(no_log)).
+  description:
+    - Every key's effective value (B(not masked) - register with C(no_log)).
+    - A byte that is not UTF-8 reads U+FFFD here, so a template rendered from these values cannot keep such a
+      byte of an unmanaged key (templated mode then refuses the change; keyed mode keeps the bytes).
   type: dict
   returned: when state=read
 keys_in_order:
@@ -205,9 +211,11 @@ from ansible_collections.quantum.runbooks.plugins.module_utils.dotenv import (
     DotenvEditError,
     DotenvError,
     diff_keys,
+    encode,
     is_secret,
     masked_text,
     parse,
+    printable,
     set_keys,
 )
 
@@ -215,20 +223,23 @@ MIN_MASKED_SUBSTRING = 8  # shorter secret values are masked by key only, not wh
 
 
 class Masker:
-    """Masks secret values: by key name, and as substrings of any text shown (expanded into other values)."""
+    """Masks secret values: by key name, and as substrings of any text shown (expanded into other values).
+
+    Everything it returns is printable: a byte of the file that is not UTF-8 is shown as U+FFFD (after masking,
+    and a secret is also learnt in that form, so it is masked either way)."""
 
     def __init__(self, patterns):
         self.patterns, self.values = patterns, set()
 
     def learn(self, values):
-        self.values.update(
-            v for k, v in values.items() if v and is_secret(k, self.patterns) and len(v) >= MIN_MASKED_SUBSTRING
-        )
+        for key, value in values.items():
+            if value and is_secret(key, self.patterns) and len(value) >= MIN_MASKED_SUBSTRING:
+                self.values.update((value, printable(value)))
 
     def text(self, text):
         for value in sorted(self.values, key=len, reverse=True):
             text = text.replace(value, MASK)
-        return text
+        return printable(text)
 
     def value(self, key, value):
         if value is None:
@@ -316,6 +327,11 @@ def differing(left, right, skip=()):
     return sorted(k for k in set(left) | set(right) if k not in skip and left.get(k) != right.get(k))
 
 
+def as_compose_shows(values):
+    """Our values as `config --format json` prints them: a byte that is not UTF-8 as U+FFFD."""
+    return {k: printable(v) for k, v in values.items()}
+
+
 def check_current_with_compose(run, current):
     composed, error = compose_env(run, run.path)
     if error:
@@ -323,7 +339,7 @@ def check_current_with_compose(run, current):
             f"docker compose refuses {run.path} but the builtin parser accepts it (a parser bug, please "
             f"report it): {error}"
         )
-    keys = differing(composed, current.values)
+    keys = differing(composed, as_compose_shows(current.values))
     if keys:
         run.fail(
             f"the builtin parser and docker compose read {run.path} differently for {', '.join(keys)} "
@@ -332,6 +348,7 @@ def check_current_with_compose(run, current):
 
 
 def check_candidate_with_compose(run, candidate_path, expected, managed):
+    expected = as_compose_shows(expected)
     composed, error = compose_env(run, candidate_path)
     if error:
         run.fail(
@@ -508,14 +525,17 @@ def main():
         run.exit(
             changed=False,
             oracle=oracle,
-            values=current.values,
+            values=as_compose_shows(current.values),  # the caller registers it with no_log
             keys_in_order=current.keys_in_order,
             inherited=list(dict.fromkeys(a.key for a in current.assignments if a.inherited and a.key)),
         )
 
     text, candidate, changes, expected = desired_content(run, data, existed, current, keys, managed)
     run.masker.learn(candidate.values)
-    new_data = text.encode("utf-8")
+    try:
+        new_data = encode(text)  # the bytes of untouched lines exactly as they were, UTF-8 or not
+    except UnicodeEncodeError:
+        run.fail(f"the new content for {run.path} is not valid Unicode text; file unchanged")
     changed = new_data != data or not existed
     backup, removed = None, []
     if changed:

@@ -18,11 +18,14 @@ description:
   - Idempotent - an engaged switch is left as it is (its original reason is kept); supports check
     mode and diff mode (the policy file).
   - Fails with one line when Redis cannot be reached; the result then still says what was persisted.
+  - O(state=query) only reads both (never changes anything, never fails on an unreachable Redis or an
+    unreadable policy file - it says so in RV(redis) / RV(policy)): the diagnosis uses it to tell an
+    operator's emergency stop from a crash.
 options:
   state:
-    description: V(engaged) to stop new orders, V(released) to let trading resume.
+    description: V(engaged) to stop new orders, V(released) to let trading resume, V(query) to read.
     type: str
-    choices: [engaged, released]
+    choices: [engaged, released, query]
     default: engaged
   key:
     description: The Redis key the executor checks before each intent.
@@ -38,7 +41,10 @@ options:
         Other settings in it are kept; the write is atomic. Not touched when unset.
     type: path
   url:
-    description: Redis URL; when unset, Redis is reached at the IP of O(container).
+    description:
+      - Redis URL; when unset, Redis is reached at the IP of O(container).
+      - A password in it (V(redis://user:PASSWORD@host:6379/0) or V(?password=PASSWORD)) is masked in the
+        result, the invocation and every message.
     type: str
   container:
     description: Redis container, used when O(url) is not set.
@@ -78,9 +84,14 @@ EXAMPLES = r"""
 
 RETURN = r"""
 engaged:
-  description: Whether the switch is engaged after the task (in check mode, would be).
+  description: Whether the switch is engaged after the task (in check mode, would be); with O(state=query),
+    whether Redis or the policy file says it is engaged now.
   type: bool
   returned: always
+since:
+  description: With O(state=query), when it was engaged (the C(at) of the Redis value), else null.
+  type: str
+  returned: when state is query
 redis:
   description: C(was_set), C(value) (the key's JSON value after the task), C(target) (URL, password masked).
   type: dict
@@ -97,15 +108,16 @@ import os
 import tempfile
 from datetime import datetime, timezone
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.quantum.runbooks.plugins.module_utils.redis_connect import (
     CONNECTION_SPEC,
+    RedisModule,
+    check_url,
     container_target,
     fail_without_libraries,
+    masked_url,
     redis_client,
 )
-from ansible_collections.quantum.runbooks.plugins.module_utils.redis_streams import RedisError, mask_url, one_line
+from ansible_collections.quantum.runbooks.plugins.module_utils.redis_streams import RedisError, one_line
 
 
 def set_policy_flag(module, path, engaged):
@@ -150,11 +162,59 @@ def set_redis_key(module, client, key, engaged, reason):
     return True, None, True
 
 
+def read_policy_flag(path):
+    """(set, error) without writing: the query never fails on the file."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+        policy = json.loads(text) if text.strip() else {}
+    except FileNotFoundError:
+        return False, None
+    except (OSError, ValueError) as err:
+        return None, f"cannot read the policy file {path}: {one_line(str(err))}"
+    return bool(isinstance(policy, dict) and policy.get("kill_switch")), None
+
+
+def query(module, p):
+    """Read-only: is the switch engaged in Redis or in the policy file, since when, and why."""
+    result = {"changed": False, "engaged": False, "since": None, "redis": {"target": None}}
+    if p["policy_file"]:
+        flag, error = read_policy_flag(p["policy_file"])
+        result["policy"] = {"path": p["policy_file"], "set": flag, "error": error}
+        result["engaged"] = bool(flag)
+    url, error = p["url"], None
+    if not url:
+        url, _state, error = container_target(p)
+    if error:
+        result["redis"]["error"] = error
+        module.exit_json(**result)
+    result["redis"]["target"] = masked_url(url)
+    client = redis_client(url, p["timeout"])
+    try:
+        raw = client.get(p["key"])
+    except RedisError as err:
+        result["redis"]["error"] = one_line(str(err))
+        module.exit_json(**result)
+    finally:
+        client.close()
+    try:
+        value = json.loads(raw) if raw is not None else None
+    except ValueError:
+        value = {"raw": raw}  # set by hand (go_live_abort.sh may store a plain string)
+    value = value if isinstance(value, dict) or value is None else {"raw": value}
+    result["redis"]["set"] = raw is not None
+    result["redis"]["value"] = value
+    if value is not None:
+        result["engaged"] = True
+        result["since"] = value.get("at")
+    module.exit_json(**result)
+
+
 def main():
-    module = AnsibleModule(
+    module = RedisModule(  # never shows the password of url (invocation, messages, syslog)
         argument_spec=dict(
             CONNECTION_SPEC,
-            state=dict(type="str", choices=["engaged", "released"], default="engaged"),
+            state=dict(type="str", choices=["engaged", "released", "query"], default="engaged"),
             key=dict(type="str", default="quantum:control:kill_switch", no_log=False),
             reason=dict(type="dict", default={}),
             policy_file=dict(type="path"),
@@ -163,6 +223,9 @@ def main():
     )
     p = module.params
     fail_without_libraries(module)
+    check_url(module)
+    if p["state"] == "query":
+        query(module, p)
     engaged = p["state"] == "engaged"
     result = {"changed": False, "engaged": engaged, "redis": {"target": None}}
     if p["policy_file"]:  # first: it survives what Redis does not
@@ -177,12 +240,12 @@ def main():
     persisted = " (persisted in the policy file)" if p["policy_file"] and engaged else ""
     if error:
         module.fail_json(msg=f"kill switch not set in Redis: {error}{persisted}", **result)
-    result["redis"]["target"] = mask_url(url)
+    result["redis"]["target"] = masked_url(url)
     client = redis_client(url, p["timeout"])
     try:
         was_set, value, changed = set_redis_key(module, client, p["key"], engaged, p["reason"])
     except RedisError as err:
-        module.fail_json(msg=f"kill switch not set in Redis {mask_url(url)}: {one_line(str(err))}{persisted}",
+        module.fail_json(msg=f"kill switch not set in Redis {masked_url(url)}: {one_line(str(err))}{persisted}",
                          **result)
     finally:
         client.close()

@@ -226,21 +226,19 @@ streams:
 """
 
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.quantum.runbooks.plugins.module_utils.redis_connect import (
     CONNECTION_SPEC,
+    RedisModule,
+    check_url,
     container_target,
     fail_without_libraries,
-    redis,
+    masked_url,
     redis_client,
 )
 from ansible_collections.quantum.runbooks.plugins.module_utils.redis_streams import (
     DEFAULT_IDLE_AFTER_MS,
     DEFAULT_STREAMS,
-    mask_url,
     probe,
-    url_password,
 )
 
 ARGUMENT_SPEC = dict(
@@ -261,7 +259,7 @@ def run(params):
         if error:
             result["error"] = error
             return result
-    target = mask_url(url)
+    target = masked_url(url)
     result["target"] = target
     client = redis_client(url, params["timeout"])
     try:
@@ -272,7 +270,7 @@ def run(params):
 
 
 def main():
-    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    module = RedisModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)  # never shows the url's password
     p = module.params
     fail_without_libraries(module)
     if p["timeout"] <= 0:
@@ -283,15 +281,8 @@ def main():
         module.fail_json(msg=f"port must be 1-65535, got {p['port']}")
     if not p["streams"]:
         module.fail_json(msg="streams must name at least one stream")
-    if p["url"]:
-        password = url_password(p["url"])
-        if password:
-            module.no_log_values.add(password)  # masks it in invocation and any message
-        try:
-            redis.connection.parse_url(p["url"])
-        except ValueError as err:
-            module.fail_json(msg=f"invalid url {mask_url(p['url'])}: {err}")
-    elif not p["container"]:
+    check_url(module)
+    if not p["url"] and not p["container"]:
         module.fail_json(msg="set url or container")
     module.exit_json(changed=False, **run(p))
 

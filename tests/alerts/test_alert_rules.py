@@ -2,13 +2,15 @@
 Prometheus and Alertmanager configs valid and wired to the remediation webhook.
 
 Needs promtool and amtool (Debian packages prometheus, prometheus-alertmanager:
-scripts/ensure_prometheus.sh). Skipped without them on a workstation; with CI or
-QT_REQUIRE_PROMTOOL set a missing tool fails the test instead.
+scripts/ensure_prometheus.sh, which `make test` runs). Under `make test` (QT_REQUIRE_TOOLS=1; also
+with CI or QT_REQUIRE_PROMTOOL set) a missing tool fails the test; run on its own, pytest skips it and
+says why.
 """
 import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,7 +25,13 @@ LAB_TESTS = ALERTS / "tests" / "execution_stuck.lab.test.yml"
 PROM_LAB = ALERTS / "prometheus.lab.yml"
 AM_LAB = ALERTS / "alertmanager.lab.yml"
 ALERT_NAMES = ["OrderSubmitWithoutResponse", "NoOrdersSubmitted", "ExecutorMetricsDown"]
+REMEDIATION_ALERTS = ["RemediationBreakerOpen", "RemediationServiceDown"]
+ALL_ALERTS = ALERT_NAMES + REMEDIATION_ALERTS
 JOB = "quantum_auto_executor"
+REMEDIATION_JOB = "qt_remediate"
+# runbook_url: the external label runbook_base_url if Prometheus sets one, else docs/ of this repo
+RUNBOOK_URL = re.compile(r"\{\{ with \$externalLabels\.runbook_base_url \}\}\{\{ \. \}\}/\{\{ end \}\}"
+                         r"(docs/[a-z_]+\.md)#([a-z0-9-]+)")
 # A PromQL / prose duration: 10s, 5m, 15m, 1h ...
 DURATION = re.compile(r"\b\d+(?:ms|s|m|h|d|w|y)\b")
 
@@ -34,8 +42,8 @@ def tool(name):
         return path
     how = ("run scripts/ensure_prometheus.sh as root (apt-get install -y --no-install-recommends "
            "prometheus prometheus-alertmanager)")
-    if os.environ.get("CI") or os.environ.get("QT_REQUIRE_PROMTOOL"):
-        pytest.fail(f"{name} not found and CI/QT_REQUIRE_PROMTOOL is set: {how}")
+    if any(os.environ.get(flag) for flag in ("QT_REQUIRE_TOOLS", "CI", "QT_REQUIRE_PROMTOOL")):
+        pytest.fail(f"{name} not found and QT_REQUIRE_TOOLS/CI is set, so a missing tool fails the run: {how}")
     pytest.skip(f"{name} not found: {how}")
 
 
@@ -67,7 +75,7 @@ def seconds(duration):
 def test_rules_pass_promtool_check(rules):
     res = run(tool("promtool"), "check", "rules", str(rules))
     assert res.returncode == 0, res.stdout + res.stderr
-    assert f"SUCCESS: {len(ALERT_NAMES)} rules found" in res.stdout
+    assert f"SUCCESS: {len(ALL_ALERTS)} rules found" in res.stdout
 
 
 @pytest.mark.parametrize("tests", [PROD_TESTS, LAB_TESTS], ids=["production", "lab"])
@@ -86,8 +94,8 @@ def test_every_alert_is_tested_firing_and_silent(tests, rules):
     for case in spec["tests"]:
         for check in case["alert_rule_test"]:
             (firing if check.get("exp_alerts") else silent).add(check["alertname"])
-    assert firing == set(ALERT_NAMES), f"no firing case for {set(ALERT_NAMES) - firing}"
-    assert silent == set(ALERT_NAMES), f"no silent case for {set(ALERT_NAMES) - silent}"
+    assert firing == set(ALL_ALERTS), f"no firing case for {set(ALL_ALERTS) - firing}"
+    assert silent == set(ALL_ALERTS), f"no silent case for {set(ALL_ALERTS) - silent}"
 
 
 def test_unit_tests_catch_a_rule_that_ignores_responses(tmp_path):
@@ -111,7 +119,8 @@ def test_unit_tests_catch_a_rule_that_ignores_responses(tmp_path):
 
 def test_production_rules_carry_the_runbook_contract():
     rules = rules_by_name(PROD_RULES)
-    assert list(rules) == ALERT_NAMES
+    assert list(rules) == ALL_ALERTS
+    rules = {name: rules[name] for name in ALERT_NAMES}
     # The runbook: "NoOrdersSubmitted firing for >15min".
     assert rules["NoOrdersSubmitted"]["for"] == "15m"
     # A single failed order in a quiet period must not page: `for` covers the whole window.
@@ -154,16 +163,44 @@ def test_lab_windows_hold_enough_scrapes():
             assert seconds(window) >= 4 * scrape, (name, window)
 
 
-def test_runbook_urls_point_at_existing_sections():
-    doc = (ROOT / "docs" / "alerts.md").read_text()
-    # GitHub-style anchors of the Markdown headings
-    anchors = {re.sub(r"[^a-z0-9 -]", "", h.strip().lower()).replace(" ", "-")
-               for h in re.findall(r"^#+\s+(.+)$", doc, flags=re.M)}
+def test_remediation_rules_watch_the_service_and_its_breaker():
+    """Each rule reads a metric `qt-remediate serve` really exports, and pages a human (not itself)."""
+    from remediation.engine import Engine
+    from remediation.metrics import render
+    from remediation.policy import parse
+
+    exported = render(Engine(parse({}), ROOT / "reports" / "__never_written__"))
+    rules = rules_by_name(PROD_RULES)
+    for name in REMEDIATION_ALERTS:
+        rule = rules[name]
+        assert f'job="{REMEDIATION_JOB}"' in rule["expr"], name
+        assert rule["labels"]["component"] == "remediation" and rule["labels"]["severity"] == "critical", name
+        assert {"summary", "description", "runbook_url"} <= set(rule["annotations"]), name
+    breaker = rules["RemediationBreakerOpen"]["expr"]
+    metric = re.match(r"(\w+)\{", breaker).group(1)
+    assert f"\n{metric} 0\n" in exported, f"{metric} is not what qt-remediate exports"
+    assert "qt-remediate breaker reset" in rules["RemediationBreakerOpen"]["annotations"]["description"]
+    assert "absent(up{" in rules["RemediationServiceDown"]["expr"]
+
+
+def test_runbook_urls_are_a_setting_pointing_at_existing_sections():
+    """No placeholder host: docs/<page>.md#<section> of this repo, or under the runbook_base_url label."""
     for path in (PROD_RULES, LAB_RULES):
+        assert "example.invalid" not in path.read_text(), path
         for name, rule in rules_by_name(path).items():
             url = rule["annotations"]["runbook_url"]
-            assert url.split("#", 1)[0].endswith("/docs/alerts.md"), url
-            assert url.split("#", 1)[1] in anchors, (name, url)
+            match = RUNBOOK_URL.fullmatch(url)
+            assert match, (name, url)
+            doc = (ROOT / match.group(1)).read_text()
+            # GitHub-style anchors of the Markdown headings
+            anchors = {re.sub(r"[^a-z0-9 -]", "", h.strip().lower()).replace(" ", "-")
+                       for h in re.findall(r"^#+\s+(.+)$", doc, flags=re.M)}
+            assert match.group(2) in anchors, (name, url)
+
+
+def test_unit_tests_cover_the_runbook_url_setting():
+    cases = [c for c in load(PROD_TESTS)["tests"] if c.get("external_labels", {}).get("runbook_base_url")]
+    assert cases, "no promtool case sets the external label runbook_base_url"
 
 
 # --- the lab's Prometheus and Alertmanager -------------------------------------------
@@ -178,8 +215,9 @@ def test_lab_prometheus_config_is_valid_and_scrapes_the_lab_executor():
     # A hung executor holds the scrape: the timeout must end it within one interval.
     assert seconds(config["global"]["scrape_timeout"]) < seconds(config["global"]["scrape_interval"])
     assert [(ALERTS / f).resolve() for f in config["rule_files"]] == [LAB_RULES.resolve()]
-    (job,) = config["scrape_configs"]
-    assert job["job_name"] == JOB
+    jobs = {j["job_name"]: j for j in config["scrape_configs"]}
+    assert set(jobs) == {JOB, REMEDIATION_JOB}
+    job = jobs[JOB]
     (targets,) = job["static_configs"]
     assert targets["targets"] == ["127.0.0.1:19100"]
     # The alert names the inventory host, by the label the remediation policy reads.
@@ -189,13 +227,19 @@ def test_lab_prometheus_config_is_valid_and_scrapes_the_lab_executor():
     for am in config["alerting"]["alertmanagers"]:
         for sc in am["static_configs"]:
             assert all(t.startswith("127.0.0.1:") for t in sc["targets"])
+    # qt-remediate's /metrics is scraped where Alertmanager posts the alerts (the same serve process)
+    (remediation,) = jobs[REMEDIATION_JOB]["static_configs"]
+    webhook = load(AM_LAB)["receivers"][0]["webhook_configs"][0]["url"]
+    assert jobs[REMEDIATION_JOB]["metrics_path"] == "/metrics"
+    assert remediation["targets"] == [re.match(r"http://([^/]+)/", webhook).group(1)]
 
 
 def test_lab_alertmanager_config_is_valid_and_posts_to_the_webhook():
     res = run(tool("amtool"), "check-config", str(AM_LAB))
     assert res.returncode == 0, res.stdout + res.stderr
     config = load(AM_LAB)
-    (receiver,) = config["receivers"]
+    receiver = config["receivers"][0]        # tests/lab/test_alert_loop.py rewrites this one's URL
+    assert receiver["name"] == config["route"]["receiver"] == "qt-remediate"
     (hook,) = receiver["webhook_configs"]
     server = pytest.importorskip("remediation.server")
     assert re.fullmatch(rf"http://127\.0\.0\.1:\d+{re.escape(server.PATH)}", hook["url"]), \
@@ -217,3 +261,28 @@ def test_every_alert_routes_to_the_remediation(alertname):
               f"alertname={alertname}", "severity=critical", "instance=127.0.0.1:19100")
     assert res.returncode == 0, res.stdout + res.stderr
     assert res.stdout.split() == ["qt-remediate"]
+
+
+@pytest.mark.parametrize("alertname", REMEDIATION_ALERTS)
+def test_remediation_alerts_go_to_a_human_not_to_the_remediation(alertname):
+    res = run(tool("amtool"), "config", "routes", "test", f"--config.file={AM_LAB}",
+              f"alertname={alertname}", "severity=critical", "component=remediation", "instance=127.0.0.1:19095")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.stdout.split() == ["on-call"]
+
+
+def run_without_promtool(tmp_path, **env):
+    """test_rules_pass_promtool_check (both rule files) in a child pytest whose PATH has no promtool."""
+    run_env = {k: v for k, v in os.environ.items() if k not in ("QT_REQUIRE_TOOLS", "CI", "QT_REQUIRE_PROMTOOL")}
+    run_env.update(PATH=str(tmp_path), **env)  # an empty directory
+    res = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rsfE",
+                          f"{__file__}::test_rules_pass_promtool_check"],
+                         cwd=ROOT, env=run_env, capture_output=True, text=True, timeout=300)
+    return res.returncode, res.stdout
+
+
+def test_without_promtool_the_tests_fail_under_make_test_and_skip_otherwise(tmp_path):
+    code, out = run_without_promtool(tmp_path, QT_REQUIRE_TOOLS="1")  # what `make test` exports
+    assert code == 1 and "promtool not found and QT_REQUIRE_TOOLS/CI is set" in out, out[-2000:]
+    code, out = run_without_promtool(tmp_path)
+    assert code == 0 and "2 skipped" in out and "promtool not found: run scripts/ensure_prometheus.sh" in out, out

@@ -60,6 +60,9 @@ def alert_loop(lab, tmp_path):
     prom = yaml.safe_load((ALERTS / "prometheus.lab.yml").read_text())
     prom["rule_files"] = [str(ALERTS / "lab" / "execution_stuck.rules.yml")]
     prom["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] = [f"127.0.0.1:{ports['alertmanager']}"]
+    for job in prom["scrape_configs"]:  # qt-remediate's own /metrics: this run's serve
+        if job["job_name"] == "qt_remediate":
+            job["static_configs"][0]["targets"] = [f"127.0.0.1:{ports['webhook']}"]
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(prom))
     am = yaml.safe_load((ALERTS / "alertmanager.lab.yml").read_text())
     hook = am["receivers"][0]["webhook_configs"][0]

@@ -102,3 +102,16 @@ def test_unreachable_host_still_gets_a_report(tmp_path):
     assert len(report["verdict"]["missing_checks"]) == 3
     assert all("unreachable" in c["evidence"]["check_error"] for c in report["checks"].values())
     assert "VERDICT: INCONCLUSIVE" in res.stdout
+
+
+def test_check_4_always_reports_like_checks_1_to_3(lab, tmp_path):
+    """A trace that cannot run (here: a Python without our libraries on the target) is recorded in
+    the report; the diagnosis still ends with a verdict and a report."""
+    res, report = diagnose(tmp_path, "-e", "correlation_id=0f0f0f0f-trace-me",
+                           "-e", "ansible_python_interpreter=/usr/bin/python3")
+    assert res.returncode == 0 and report is not None, res.stdout[-3000:]
+    trace = report["checks"]["trace"]
+    assert trace["status"] == "error" and "Python library" in trace["evidence"]["check_error"]
+    assert report["verdict"]["primary"] == "INCONCLUSIVE"
+    text = "".join(p.read_text() for p in (tmp_path / "lab").glob("diagnosis-*.md"))
+    assert "### 4. Trace of 0f0f0f0f-trace-me" in text and "Could not run:" in text, text[-2000:]

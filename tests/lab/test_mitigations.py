@@ -84,3 +84,38 @@ def test_countdown_is_armed_then_disarmed_when_the_executor_is_healthy(stuck):
     assert "Arm Binance's countdownCancelAll" in res.stdout and "Disarm the countdown" in res.stdout
     assert not any(control("/_sim/state")["countdowns"].values())  # nothing left armed
     assert "stays armed" not in res.stdout
+
+
+def armed():
+    return sorted(s for book in control("/_sim/state")["countdowns"].values() for s in book)
+
+
+def test_a_countdown_left_armed_while_the_executor_was_down_is_disarmed_by_a_later_run(stuck, fault, tmp_path):
+    """The dead-man switch is never left armed by accident: a run that cannot disarm (executor down)
+    remembers the symbols on the target; the next run disarms them although it cancels nothing, and
+    disarm_countdown.yml does it on a human's word. Binance's own state is read back each time."""
+    state = tmp_path / "countdowns.json"
+    args = ["-e", "confirm=true", "-e", "arm_countdown_cancel=true",
+            "-e", f"cancel_stuck_orders_countdown_state={state}"]
+    fault("stuck_orders", "no_signals", "executor_crash")
+    res = playbook("mitigate_cancel_stuck_orders.yml", *args)
+    assert res.returncode == 0, res.stdout[-3000:]
+    assert "stays armed" in res.stdout and armed() == ["BTCUSDT", "ETHUSDT"]
+    assert json.loads(state.read_text())["symbols"] == ["BTCUSDT", "ETHUSDT"]
+    assert "playbooks/disarm_countdown.yml" in res.stdout
+
+    fault("stuck_orders", "no_signals")  # the executor is back; nothing of ours is left to cancel
+    res = playbook("mitigate_cancel_stuck_orders.yml", "-e", "confirm=true",
+                   "-e", f"cancel_stuck_orders_countdown_state={state}")
+    assert res.returncode == 0, res.stdout[-3000:]
+    assert armed() == [] and json.loads(state.read_text())["symbols"] == []
+
+    # armed again while the executor is down; the human's one-line command disarms it at once
+    control("/_sim/orders", {"symbol": "ETHUSDT", "quantity": "0.01", "price": "2500", "age_s": 900,
+                             "client_order_id": "qtx-seed-eth-2"})
+    fault("stuck_orders", "no_signals", "executor_crash")
+    assert playbook("mitigate_cancel_stuck_orders.yml", *args).returncode == 0
+    assert "ETHUSDT" in armed() and armed() == json.loads(state.read_text())["symbols"]
+    res = playbook("disarm_countdown.yml", "-e", f"cancel_stuck_orders_countdown_state={state}")
+    assert res.returncode == 0, res.stdout[-3000:]
+    assert armed() == [] and json.loads(state.read_text())["symbols"] == []

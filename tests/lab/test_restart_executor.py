@@ -52,15 +52,28 @@ def test_crashed_executor_is_started_again(fault):
     assert started_at()[1] == "running"
 
 
-def test_refuses_to_restart_into_an_ip_ban(fault, tmp_path):
-    fault("executor_hang", "binance_418")
+@pytest.mark.parametrize("ban,verdict,wait", [("binance_418", "BINANCE_IP_BANNED", "Wait 120 s"),
+                                               ("binance_429", "BINANCE_RATE_LIMITED", "Wait 30 s")])
+def test_refuses_to_restart_into_an_ip_ban_or_a_rate_limit(fault, tmp_path, ban, verdict, wait):
+    fault("executor_hang", ban)
     before = started_at()
     res = restart(audit=tmp_path / "audit.jsonl")
     assert res.returncode != 0
-    assert "Not restarting: Binance reports BINANCE_IP_BANNED" in res.stdout
-    assert "Wait 120 s" in res.stdout         # the simulator's Retry-After
+    assert f"Not restarting: Binance reports {verdict}" in res.stdout
+    assert wait in res.stdout         # the simulator's Retry-After
     assert started_at() == before
     assert audited(tmp_path / "audit.jsonl") == [("restart_executor", "refused_exchange_ban")]
+
+
+def test_a_restart_that_does_not_bring_the_executor_back_says_so_and_audits_it(fault, tmp_path):
+    """The gate blocks every intent, so no fresh intent is ever answered after the restart: the rescue
+    shows the last events, audits restarted_not_ready and fails."""
+    fault("gate_block")
+    res = restart("-e", "force=true", "-e", "restart_executor_ready_timeout_s=8", audit=tmp_path / "audit.jsonl")
+    assert res.returncode != 0
+    assert "The executor is not working 8 s after the restart." in res.stdout
+    assert "GATE_BLOCKED" in res.stdout  # the last order events name why
+    assert audited(tmp_path / "audit.jsonl") == [("restart_executor", "restarted_not_ready")]
 
 
 def test_force_restarts_a_healthy_executor(lab):

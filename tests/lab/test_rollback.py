@@ -145,10 +145,14 @@ def test_templated_ownership_after_import_renders_the_same_settings(pristine_env
     """env_import.yml captures every other key; the template then changes only the managed ones."""
     dest = tmp_path / "env_values.yml"
     cmd = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "inventory/lab.yml", "playbooks/env_import.yml",
-           "-e", f"env_import_dest={dest}"]
+           "-e", f"env_import_dest={dest}", "-e", f"env_import_vault_password_file={VAULT_PASS}"]
     res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stdout[-3000:]
-    assert dest.stat().st_mode & 0o777 == 0o600 and "BINANCE_FUTURES_URL" in dest.read_text()
+    # vault-encrypted on disk (the keys are in it); the rollback below reads it with the vault password
+    assert dest.stat().st_mode & 0o777 == 0o600 and dest.read_text().startswith("$ANSIBLE_VAULT;")
+    plain = subprocess.run([str(Path(sys.executable).parent / "ansible-vault"), "view", "--vault-password-file",
+                            str(VAULT_PASS), str(dest)], capture_output=True, text=True, timeout=60).stdout
+    assert "BINANCE_FUTURES_URL" in plain
     res = rollback("paper", "-e", "trading_mode_env_ownership=templated", "-e", f"@{dest}", "--check", "--diff")
     assert res.returncode == 0, res.stdout[-4000:]  # compose's oracle: only managed keys change
     assert "+PAPER_TRADING=true" in res.stdout and "managed by Ansible" in res.stdout

@@ -45,8 +45,10 @@ def paths(sim, since=0):
 def trade_round_trip(sim):
     """Open and close a position the way the executor trades: commissions and a realized loss."""
     c = sim.client()
+    sim.market(symbol="BTCUSDT", mark="61000")  # a marketable LIMIT fills at the book: put the book at 61000
     c.futures_create_order(symbol="BTCUSDT", side="BUY", type="LIMIT", timeInForce="GTC", quantity="0.01",
                            price="61000")
+    sim.market(reset=True)  # back to the reference, 60000
     c.futures_create_order(symbol="BTCUSDT", side="SELL", type="MARKET", quantity="0.01")
 
 

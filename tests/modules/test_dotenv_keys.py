@@ -29,6 +29,8 @@ HAS_COMPOSE = (
 )
 ORACLE = "compose" if HAS_COMPOSE else "builtin"
 needs_compose = pytest.mark.skipif(not HAS_COMPOSE, reason="docker compose v2 not found (`make venv` links it)")
+if not HAS_COMPOSE and (os.environ.get("QT_REQUIRE_TOOLS") or os.environ.get("CI")):  # `make test`: fail, not skip
+    pytest.fail("docker compose v2 not found and QT_REQUIRE_TOOLS/CI is set (`make venv` links it)", pytrace=False)
 
 
 @pytest.fixture
@@ -128,6 +130,65 @@ def test_compose_would_accept_but_we_refuse_an_empty_name(envfile):
     result, _ = dotenv_keys(envfile, keys=TESTNET)
     assert result["failed"] and f"{envfile}: line 2: variable with an empty name" in result["msg"]
     assert envfile.read_bytes() == b"A=1\nDEBUG"
+
+
+# A hand-kept .env with bytes that are not UTF-8 (a Latin-1 editor, a pasted binary token): compose accepts it.
+RAW_HEAD, RAW_TAIL = secrets.token_hex(6), secrets.token_hex(6)
+RAW_SECRET = f"{RAW_HEAD}\xe9{RAW_TAIL}".encode("latin-1")  # one byte that is not UTF-8 inside a secret
+NOT_UTF8 = (
+    b"# quantum_trader \xe9t\xe9\nBINANCE_USE_TESTNET=false # live\nNOTE=caf\xe9 # Latin-1\n"
+    b"TOKEN_BLOB='\xff\xfe'\nBINANCE_API_SECRET=" + RAW_SECRET + b"\nSIGNED_URL=https://x:${BINANCE_API_SECRET}@h/\n"
+    b"PAPER_TRADING=true\nLOG_LEVEL=INFO\n"
+)
+
+
+def compose_reads(path):
+    """The environment `docker compose config` gives a service with env_file: path."""
+    work = path.parent / "compose-probe"
+    work.mkdir()
+    (work / "compose.yml").write_text(json.dumps({"services": {"p": {"image": "scratch", "env_file": [str(path)]}}}))
+    res = subprocess.run(["docker", "compose", "--project-directory", str(work), "-p", "probe", "config", "--format",
+                          "json"], capture_output=True, text=True, env={"PATH": os.environ["PATH"]}, check=True)
+    shutil.rmtree(work)
+    return json.loads(res.stdout)["services"]["p"]["environment"]
+
+
+@needs_compose
+def test_bytes_that_are_not_utf8_in_other_values_do_not_block_a_rollback(envfile):
+    envfile.write_bytes(NOT_UTF8)
+    preview, out = dotenv_keys(envfile, check=True, diff=True, keys=TESTNET)
+    assert not preview.get("failed"), out
+    assert preview["changed"] and envfile.read_bytes() == NOT_UTF8  # check mode: nothing written
+
+    result, out = dotenv_keys(envfile, diff=True, keys=TESTNET)
+    assert not result.get("failed"), out
+    assert result["changed"] and result["oracle"] == "compose"
+    assert result["changes"] == [
+        {"key": "BINANCE_USE_TESTNET", "before": "false", "after": "true", "duplicates_collapsed": 0, "added": False},
+        {"key": "PAPER_TRADING", "before": "true", "after": "false", "duplicates_collapsed": 0, "added": False},
+    ]
+    before, after = NOT_UTF8.splitlines(keepends=True), envfile.read_bytes().splitlines(keepends=True)
+    assert [i for i, (a, b) in enumerate(zip(before, after, strict=True)) if a != b] == [1, 6]  # only these two
+    assert after[1] == b"BINANCE_USE_TESTNET=true # live\n" and after[6] == b"PAPER_TRADING=false\n"
+    assert backups(envfile)[0].read_bytes() == NOT_UTF8
+
+    composed = compose_reads(envfile)  # compose reads the result as wanted (a raw byte shows as U+FFFD)
+    assert composed["BINANCE_USE_TESTNET"] == "true" and composed["PAPER_TRADING"] == "false"
+    assert composed["NOTE"] == "caf\ufffd" and composed["TOKEN_BLOB"] == "\ufffd\ufffd"
+
+    for res, text in ((preview, out), (result, out)):
+        dumped = json.dumps(res, ensure_ascii=False)
+        dumped.encode("utf-8")  # printable: no lone surrogate anywhere in the result
+        for part in (RAW_HEAD, RAW_TAIL):
+            assert part not in text and part not in dumped  # the secret, raw or as compose shows it, nowhere
+    diff = result["diff"]
+    assert "# quantum_trader \ufffdt\ufffd\n" in diff["before"] and "NOTE=caf\ufffd # Latin-1\n" in diff["after"]
+    assert "BINANCE_API_SECRET=********\n" in diff["after"]
+    assert "SIGNED_URL=https://x:${BINANCE_API_SECRET}@h/" in diff["after"]
+    assert "\\udc" not in out.lower()  # U+FFFD (the json callback writes \ufffd), never an escaped surrogate
+
+    read, out = dotenv_keys(envfile, state="read")
+    assert read["values"]["NOTE"] == "caf\ufffd" and read["values"]["SIGNED_URL"] == f"https://x:{RAW_HEAD}\ufffd{RAW_TAIL}@h/"
 
 
 DROP_DAC = [

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import yaml
@@ -20,6 +21,18 @@ STUB_DIAGNOSE = """---
   hosts: all
   gather_facts: false
   tasks:
+    - name: Slow diagnose, when the test asks (a real playbook mid-run, to kill its service)
+      when: stub_gate is defined
+      block:
+        - name: Tell the test this run is under way
+          ansible.builtin.file:
+            path: "{{ stub_gate }}.started"
+            state: touch
+            mode: "0644"
+        - name: Wait for the test's go
+          ansible.builtin.wait_for:
+            path: "{{ stub_gate }}"
+            timeout: 120
     - name: Write the report as roles/diagnose_report does
       quantum.runbooks.write_report:
         dir: "{{ diagnose_report_dir }}/{{ inventory_hostname }}"
@@ -42,7 +55,8 @@ STUB_MITIGATION = """---
     - name: Leave a mark (check mode writes nothing)
       ansible.builtin.copy:
         dest: "{{{{ stub_marks }}}}/{name}-{{{{ inventory_hostname }}}}"
-        content: "confirm={{{{ confirm | default('') }}}}\\n"
+        content: "confirm={{{{ confirm | default('') }}}}\\n{{{{ 'override=' ~ qt_override_emergency_stop ~ '\\n'
+                  if qt_override_emergency_stop is defined else '' }}}}"
         mode: "0644"
 """
 MITIGATIONS = ("mitigate_restart_executor", "mitigate_cancel_stuck_orders", "emergency_stop")
@@ -67,9 +81,11 @@ class Kit:
         self.set_verdict("HEALTHY")
         self.write_policy()
 
-    def set_verdict(self, verdict, findings=(), host="lab"):
+    def set_verdict(self, verdict, findings=(), host="lab", gate=None):
         host_vars = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
                      "stub_verdict": verdict, "stub_findings": [{"code": c} for c in findings]}
+        if gate:
+            host_vars["stub_gate"] = str(gate)
         inv = {"all": {"hosts": {host: host_vars}, "vars": {"stub_marks": str(self.marks)}}}
         self.inventory.write_text(yaml.safe_dump(inv))
 
@@ -115,6 +131,17 @@ class Kit:
 
 
 
+def wait_for(what, probe, timeout=15, context=lambda: "", every=0.1):
+    """Poll `probe` until it returns something truthy; bounded. `context` explains a timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{context()}")
+
+
 def alert(fingerprint="a1b2c3d4e5f60718", status="firing", name="OrderSubmitWithoutResponse", **labels):
     return {"status": status, "labels": {"alertname": name, "severity": "critical", **labels},
             "annotations": {"summary": "orders submitted without a response"},
@@ -137,27 +164,38 @@ class FakeRunner:
     def __init__(self, verdict="HEALTHY", findings=(), ok=True):
         self.verdict, self.findings, self.ok = verdict, list(findings), ok
         self.retry_after_s = None
+        self.report_age_s = 0     # how old the diagnosis it writes says it is (a slow or stale diagnose)
+        self.report_age_by_ident = {}   # the same per run ident (diagnose, rediagnose)
+        self.extra_findings = []  # full finding dicts ({code, summary, facts}) besides the codes
+        self.recommended = {"action": "advice"}
+        self.error = None         # RunResult.error of a run that could not start
+        self.clock = time.time    # the engine's clock (tests fake it): the report's generated_at
         self.calls = []
         self.gate = None          # threading.Event: runs wait on it when set
         self.started = threading.Event()
 
     def __call__(self, playbook, *, run_dir, ident, inventory, limit=None, extravars=None, check=False,
-                 vault_password_file=None, timeout=None, actor=None):
+                 vault_password_file=None, timeout=None, actor=None, screen=None):
         self.calls.append({"playbook": Path(playbook).name, "ident": ident, "limit": limit, "check": check,
                            "extravars": dict(extravars or {})})
         self.started.set()
         if self.gate is not None:
             assert self.gate.wait(30), "test gate never opened"
-        if ident == "diagnose":
+        if self.error:
+            return RunResult("error", None, 0.01, None, self.error)
+        if ident in ("diagnose", "rediagnose"):
             out = Path(extravars["diagnose_report_dir"]) / limit
             out.mkdir(parents=True, exist_ok=True)
             from datetime import datetime, timezone
-            report = {"host": limit, "generated_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                      "verdict": {"primary": self.verdict, "findings": [{"code": c} for c in self.findings],
-                                  "recommended": {"action": "advice"}},
+            age = self.report_age_by_ident.get(ident, self.report_age_s)
+            stamp = datetime.fromtimestamp(self.clock() - age, timezone.utc)
+            report = {"host": limit, "generated_at": stamp.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                      "verdict": {"primary": self.verdict,
+                                  "findings": [{"code": c} for c in self.findings] + self.extra_findings,
+                                  "recommended": self.recommended},
                       "checks": {"binance": {"evidence": {"retry_after_s": self.retry_after_s}}}}
             (out / "diagnosis-latest.json").write_text(json.dumps(report))
-        status = "successful" if self.ok or ident == "diagnose" else "failed"
+        status = "successful" if self.ok or ident in ("diagnose", "rediagnose") else "failed"
         return RunResult(status, 0 if status == "successful" else 2, 0.01, str(run_dir / "artifacts" / ident))
 
     @property

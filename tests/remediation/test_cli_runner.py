@@ -2,6 +2,7 @@
 import http.client
 import json
 import os
+import pwd
 import secrets
 import signal
 import socket
@@ -10,6 +11,7 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
+import yaml
 from kit import QT_REMEDIATE, alert, payload
 
 from remediation.cli import main
@@ -129,16 +131,42 @@ def test_run_verdict_from_diagnosis(kit, tmp_path):
     assert out.stdout.split()[:3] == ["ran", "lab", "mitigate_restart_executor.yml"]
     assert kit.marks_present() == []                                   # --check
 
+    # an old report is never acted on: diagnosed again (the stub says HEALTHY now), and the output says so
     path.write_text(json.dumps(report("EXECUTOR_DOWN", age_min=60)))
     out = kit.cli("run", "--verdict-from-diagnosis", "--report", path)
-    assert out.returncode == 0 and "stale_report: generated 60 min ago" in out.stdout
+    assert out.returncode == 0, out.stderr
+    first, evidence = out.stdout.splitlines()[:2]
+    assert first.split()[:5] == ["skipped", "lab", "diagnose.yml", "verdict=HEALTHY", "-"]
+    assert evidence.strip().startswith(f"evidence: stale report {path} generated 60 min ago (limit 2 min); "
+                                                 "diagnosed again: diagnosis generated ")
+    assert kit.marks_present() == []
+    # ... or refused when it cannot diagnose again (the host is gone from the inventory: the run fails)
+    kit.set_verdict("EXECUTOR_DOWN", host="elsewhere")
+    out = kit.cli("run", "--verdict-from-diagnosis", "--report", path)
+    assert out.returncode == 1 and "stale_report: stale report" in out.stdout
+    assert "diagnosing again failed (diagnose_failed:" in out.stdout and kit.marks_present() == []
     # the CI pair (.github/workflows/remediate.yml): diagnose writes <reports>/<host>/diagnosis-latest.json,
     # --verdict-from-diagnosis reads it there
     kit.set_verdict("GATE_BLOCKED")
     assert kit.cli("run", "diagnose.yml", "--limit", "lab").returncode == 0
     out = kit.cli("run", "--verdict-from-diagnosis")
     assert out.returncode == 0 and "no_automatic_mitigation: GATE_BLOCKED needs a human" in out.stdout
-    assert [r["result"] for r in kit.decisions()] == ["ran", "skipped", "ran", "skipped"]
+    records = kit.decisions()
+    assert [r["result"] for r in records] == ["ran", "skipped", "failed", "ran", "skipped"]
+    assert records[1]["details"]["evidence"].startswith(f"stale report {path} generated 60 min ago")
+
+
+def test_a_human_overrides_the_emergency_stop_only_explicitly_and_audited(kit):
+    out = kit.cli("run", "mitigate_restart_executor.yml", "--override-emergency-stop")
+    assert out.returncode == 0, out.stderr
+    assert "with --override-emergency-stop by " in out.stdout
+    assert (kit.marks / "mitigate_restart_executor-lab").read_text() == "confirm=\noverride=True\n"
+    [record] = kit.decisions()
+    assert record["details"]["override_by"] == pwd.getpwuid(os.getuid()).pw_name
+    extravars = (kit.reports / "remediation" / "runs" / record["details"]["run_id"] / "run" / "env" / "extravars")
+    assert yaml.safe_load(extravars.read_text())["qt_override_emergency_stop"] is True
+    out = kit.cli("run", "mitigate_restart_executor.yml")           # without the flag: no override
+    assert out.returncode == 0 and (kit.marks / "mitigate_restart_executor-lab").read_text() == "confirm=\n"
 
 
 @pytest.mark.parametrize("args, stdin, message", [
@@ -154,6 +182,12 @@ def test_run_verdict_from_diagnosis(kit, tmp_path):
     (["run", "--verdict-from-diagnosis", "--report", "/nonexistent.json"], None, "does not exist"),
     (["alert", "--payload", "-", "-i", "/nonexistent/inv.yml"], json.dumps(payload()), "inventory /nonexistent"),
     (["status", "--limit", "x"], None, "invalid int value"),
+    (["run", "mitigate_restart_executor.yml", "-e", "qt_override_emergency_stop=true"], None,
+     "use --override-emergency-stop"),
+    (["run", "--verdict-from-diagnosis", "--override-emergency-stop"], None, "for PLAYBOOK only"),
+    (["alert", "--payload", "-", "--override-emergency-stop"], json.dumps(payload()), "unrecognized arguments"),
+    (["replay", "x.json", "--check", "--override-emergency-stop"], None, "unrecognized arguments"),
+    (["serve", "--override-emergency-stop"], None, "unrecognized arguments"),
     (["frobnicate"], None, "invalid choice"),
 ])
 def test_bad_input_is_one_line_exit_2_and_nothing_recorded(kit, args, stdin, message):

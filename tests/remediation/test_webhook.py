@@ -4,8 +4,11 @@ import hmac
 import http.client
 import json
 import random
+import shutil
 import socket
+import subprocess
 import threading
+import time
 
 import pytest
 from kit import FakeRunner, alert, payload
@@ -217,3 +220,55 @@ def test_100_identical_alerts_at_once_start_exactly_one_run(webhook, kit):
     assert sorted(r[1] for r in results).count("queued") == 1
     assert sum(r[2] == "duplicate" for r in results) == 99
     assert len([c for c in webhook.runner.calls if c["ident"] == "diagnose"]) == 1
+
+
+# --- GET /metrics ------------------------------------------------------------------------------------
+
+
+def scrape(webhook):
+    conn = http.client.HTTPConnection("127.0.0.1", webhook.port, timeout=10)
+    conn.request("GET", "/metrics")               # no credentials: nothing secret, nothing changed
+    res = conn.getresponse()
+    text = res.read().decode()
+    conn.close()
+    assert res.status == 200 and res.getheader("Content-Type") == "text/plain; version=0.0.4; charset=utf-8"
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            samples[name] = float(value)
+    return text, samples
+
+
+def test_metrics_show_decisions_runs_the_last_run_and_the_breaker(webhook, kit):
+    _, before = scrape(webhook)
+    assert before["qt_remediate_breaker_open"] == 0 and before['qt_remediate_decisions_total{result="ran"}'] == 0
+    assert before["qt_remediate_last_run_timestamp_seconds"] == 0 and before["qt_remediate_state_readable"] == 1
+    webhook.post(payload(alert("0f01"), alert("0f02", status="resolved")))
+    webhook.settle()
+    text, after = scrape(webhook)
+    assert after['qt_remediate_decisions_total{result="ran"}'] == 1
+    assert after['qt_remediate_decisions_total{result="skipped"}'] == 1
+    assert after['qt_remediate_runs_total{step="diagnose",status="successful"}'] == 1
+    assert after['qt_remediate_runs_total{step="mitigate",status="successful"}'] == 1
+    assert after['qt_remediate_recent_mitigations{host="lab"}'] == 1
+    assert abs(after["qt_remediate_last_run_timestamp_seconds"] - time.time()) < 60
+    assert after["qt_remediate_breaker_open"] == 0 and after["qt_remediate_inflight_alerts"] == 0
+
+    with webhook.service.engine.store.transaction() as st:   # as _count_mitigation leaves it
+        st["breaker"] = {"open": True, "opened_at": "2026-12-03T10:00:00Z", "opened_ts": 1_796_292_000.0,
+                         "why": "test", "run_id": "r1", "host": "lab"}
+    _, opened = scrape(webhook)
+    assert opened["qt_remediate_breaker_open"] == 1
+    assert opened["qt_remediate_breaker_opened_timestamp_seconds"] == 1_796_292_000.0
+    promtool = shutil.which("promtool")
+    if promtool:  # the exposition format, as Prometheus' own linter reads it
+        lint = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
+        assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
+def test_metrics_say_when_the_state_cannot_be_read(webhook, kit):
+    (kit.reports / "remediation").mkdir(parents=True, exist_ok=True)
+    (kit.reports / "remediation" / "state.json").write_text("{torn")
+    _, samples = scrape(webhook)
+    assert samples["qt_remediate_state_readable"] == 0

@@ -20,8 +20,10 @@ from ansible_collections.quantum.runbooks.plugins.module_utils.dotenv import (
     DotenvEditError,
     DotenvError,
     effective_values,
+    encode,
     masked_text,
     parse,
+    printable,
     quote_value,
     set_keys,
 )
@@ -48,9 +50,9 @@ MALFORMED = {
     "bad_template.env": (3, "Invalid template", "no line"),
     "bad_template_empty.env": (1, "Invalid template", "no line"),
     "bad_zero_length.env": (2, "zero length string", "no line"),
+    "bad_invalid_utf8_key.env": (2, 'unexpected character "\ufffd" in variable name', "same"),  # in a value: fine
     # stricter than compose: it accepts these, but the container gets a broken environment (or none)
     "bad_nul.env": (2, "NUL byte", "accepts"),
-    "bad_invalid_utf8.env": (3, "invalid UTF-8", "accepts"),
     "bad_empty_key.env": (2, "variable with an empty name", "accepts"),
     "bad_bare_key_at_eof.env": (2, "variable with an empty name", "accepts"),
     "bad_text_after_quote.env": (2, "variable with an empty name", "accepts"),
@@ -103,6 +105,8 @@ def _compose_ok():
 
 HAS_COMPOSE = _compose_ok()
 needs_compose = pytest.mark.skipif(not HAS_COMPOSE, reason="docker compose v2 not found (`make venv` links it)")
+if not HAS_COMPOSE and (os.environ.get("QT_REQUIRE_TOOLS") or os.environ.get("CI")):  # `make test`: fail, not skip
+    pytest.fail("docker compose v2 not found and QT_REQUIRE_TOOLS/CI is set (`make venv` links it)", pytrace=False)
 
 
 def _compose_config(paths):
@@ -148,11 +152,16 @@ def _one(path):
     return res[0] if isinstance(res, list) else res.replace(str(path), "PATH")
 
 
+def shown(values):
+    """Our values as `config --format json` shows them: a byte that is not UTF-8 as U+FFFD."""
+    return {k: printable(v) for k, v in values.items()}
+
+
 def compose_read_texts(texts, tmp_path):
     paths = []
     for i, text in enumerate(texts):
         paths.append(tmp_path / f"case{i}.env")
-        paths[-1].write_bytes(text.encode("utf-8") if isinstance(text, str) else text)
+        paths[-1].write_bytes(encode(text) if isinstance(text, str) else text)
     return compose_read(paths)
 
 
@@ -163,7 +172,7 @@ def compose_read_texts(texts, tmp_path):
 def test_every_well_formed_corpus_file_reads_as_compose_reads_it():
     composed = compose_read(WELL_FORMED)
     for path, want in zip(WELL_FORMED, composed, strict=True):
-        assert parse(path.read_bytes(), ENV, str(path)).values == want, path.name
+        assert shown(parse(path.read_bytes(), ENV, str(path)).values) == want, path.name
 
 
 def test_corpus_lists_every_malformed_file():
@@ -202,7 +211,7 @@ def test_malformed_file_against_compose(name):
 def test_entries_cover_the_file_byte_for_byte(path):
     data = path.read_bytes()
     doc = parse(data, ENV)
-    assert ("\ufeff" if doc.bom else "") + "".join(e.raw for e in doc.entries) == data.decode("utf-8")
+    assert encode(("\ufeff" if doc.bom else "") + "".join(e.raw for e in doc.entries)) == data
     lines = [e.line for e in doc.entries]
     assert lines == sorted(lines) and all(e.line == doc.text.count("\n", 0, e.start) + 1 for e in doc.entries)
     for stmt in doc.assignments:
@@ -394,7 +403,7 @@ def test_set_keys_property_holds_in_compose(tmp_path):
             except DotenvEditError:
                 continue
             texts.append(new)
-            wanted.append({**parse(data, ENV).values, **desired})
+            wanted.append(shown({**parse(data, ENV).values, **desired}))
     assert compose_read_texts(texts, tmp_path) == wanted
 
 
@@ -403,8 +412,12 @@ def test_set_keys_property_holds_in_compose(tmp_path):
 # fmt: off
 LINE_PARTS = ["a", "Z", "0", " ", "\t", "#", " #", "$", "$$", "${", "}", ":", "-", "?", ":-", "\\", "\\\\", "'", '"',
               "\n", "\r\n", "QT_FROM_ENV", "${QT_FROM_ENV}", "$A", "${QT_UNSET:-d}", "${A:+r}", "\\n", "\\$", '\\"',
-              "\\0101", "é", "=", "\u00a0", "export "]
+              "\\0101", "é", "=", "\u00a0", "export ", "\udcff", "\udce9"]  # the last two: bytes that are not UTF-8
 # fmt: on
+
+
+def has_raw_byte(text):
+    return text != printable(text)
 
 
 def random_file(rng):
@@ -432,11 +445,11 @@ def test_random_files_read_as_compose_reads_them(tmp_path):
             ok.append((text, parse(text, ENV, "PATH").values))
         except DotenvError as err:
             refused.append((text, err))
-    assert len(ok) > 150
-    assert compose_read_texts([t for t, _ in ok], tmp_path) == [v for _, v in ok]
+    assert len(ok) > 150 and any(has_raw_byte(t) for t, _ in ok) and any(has_raw_byte(t) for t, _ in refused)
+    assert compose_read_texts([t for t, _ in ok], tmp_path) == [shown(v) for _, v in ok]
     for i, (text, err) in enumerate(refused[:8]):  # compose says the same (it omits the line for templates)
         path = tmp_path / f"refused{i}.env"
-        path.write_text(text)
+        path.write_bytes(encode(text))
         composed = _one(path)
         if "empty name" in err.reason:
             assert isinstance(composed, dict)
@@ -464,11 +477,38 @@ def test_effective_values_keeps_its_contract():
     assert effective_values("PAPER_TRADING=true\nnot valid at all\n", ["PAPER_TRADING"]) == {"PAPER_TRADING": "true"}
 
 
-def test_decoding_errors_name_the_line():
-    with pytest.raises(DotenvError, match=r"failed to read f: line 3: invalid UTF-8"):
-        parse(b"A=1\n\nB=\xc3\n", path="f")
-    with pytest.raises(DotenvError, match=r"line 1: NUL byte"):
-        parse("A=\x00")
+def test_nul_byte_is_refused_with_its_line():
+    with pytest.raises(DotenvError, match=r"failed to read f: line 3: NUL byte"):
+        parse(b"A=1\n\nB=\x00\n", path="f")
+
+
+def test_bytes_that_are_not_utf8_are_read_as_compose_reads_them():
+    doc = parse(b"# \xe9t\xe9\nA=x\xff #c\nB='\xc3'\nC=\"\\\xfe$A\"\n")
+    assert shown(doc.values) == {"A": "x\ufffd", "B": "\ufffd", "C": "\\\ufffdx\ufffd"}
+    assert encode(doc.text) == b"# \xe9t\xe9\nA=x\xff #c\nB='\xc3'\nC=\"\\\xfe$A\"\n"
+    with pytest.raises(DotenvError) as caught:  # in a key compose refuses it, naming the rune it decodes to
+        parse(b"A=1\nB\xff=2\n", path="f")
+    assert str(caught.value) == 'failed to read f: line 2: unexpected character "\ufffd" in variable name "B\\xff=2"'
+    assert caught.value.safe == 'failed to read f: line 2: unexpected character "\ufffd" in variable name'
+
+
+def test_set_keys_keeps_bytes_that_are_not_utf8_on_every_other_line():
+    data = (FIXTURES / "invalid_utf8.env").read_bytes()
+    new, changes = set_keys(data, {"BINANCE_USE_TESTNET": "true", "NOTE": "plain"}, ENV)
+    assert [c["key"] for c in changes] == ["BINANCE_USE_TESTNET", "NOTE"]
+    old_lines, new_lines = data.splitlines(keepends=True), encode(new).splitlines(keepends=True)
+    changed = [i for i, (a, b) in enumerate(zip(old_lines, new_lines, strict=True)) if a != b]
+    assert changed == [4, 5]
+    assert new_lines[4:6] == [b"BINANCE_USE_TESTNET=true\n", b"NOTE=plain # Latin-1 in a plain value\n"]
+    want = dict(shown(parse(data, ENV).values), BINANCE_USE_TESTNET="true", NOTE="plain")
+    assert shown(parse(encode(new), ENV).values) == want
+    masked = masked_text(parse(new, ENV))
+    assert "s3cr" not in masked and printable(masked).encode("utf-8")  # printable: no lone surrogates left
+
+
+def test_a_value_that_is_not_valid_text_is_refused():
+    with pytest.raises(DotenvEditError, match="valid Unicode"):
+        quote_value("a\udcffb")
 
 
 def test_unterminated_quote_safe_message_says_where_it_opens():

@@ -74,7 +74,8 @@ def test_precedence_lists_every_verdict_code_once():
     assert set(VERDICTS) == set(PRECEDENCE) | {"HEALTHY", "INCONCLUSIVE"}
 
 
-STOP = {"engaged": True, "since": "2026-12-03T03:12:00Z", "where": ["redis", "policy file"], "reason": "ops"}
+STOP = {"engaged": True, "since": "2026-12-03T03:12:00Z", "where": ["redis", "policy file"],
+        "detail": {"by": "alice", "at": "2026-12-03T03:12:00Z", "via": "emergency_stop.yml"}}
 
 
 @pytest.mark.parametrize("executor", [
@@ -86,6 +87,7 @@ def test_an_operator_stop_is_its_own_verdict_and_never_recommends_a_restart(exec
     v = decide(checks(executor=dict(executor, operator_stop=STOP)))
     assert v["primary"] == "OPERATOR_STOPPED"
     assert "2026-12-03T03:12:00Z" in v["findings"][0]["summary"]
+    assert "by alice: via=emergency_stop.yml" in v["findings"][0]["evidence"]
     assert v["recommended"]["playbook"] == "resume_trading.yml"
     assert "EXECUTOR_DOWN" not in [f["code"] for f in v["findings"]]
 

@@ -13,7 +13,7 @@ if docker image inspect "$IMAGE" >/dev/null 2>&1; then
 fi
 
 if ! command -v debootstrap >/dev/null; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  if [ "${EUID:-$(id -u)}" = 0 ] && command -v apt-get >/dev/null; then
     echo "installing debootstrap..."
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap) >/dev/null
   else

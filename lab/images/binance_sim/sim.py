@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import json
 import os
+import random
 import signal
 import sys
 import threading
@@ -18,13 +19,17 @@ import uuid
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 
 def env_int(name, default):
     return int(os.environ.get(name, default))
+
+
+def env_dec(name, default):
+    return Decimal(os.environ.get(name) or default)
 
 
 BIND = os.environ.get("SIM_BIND_HOST", "0.0.0.0")
@@ -39,7 +44,16 @@ MAX_RECORDS = 10000  # cap on stored orders, income and trades per personality
 
 WEIGHT_LIMIT = 2400
 ORDERS_LIMIT = 1200
-COMMISSION_RATE = Decimal("0.0004")
+# Taker fills (at once, against the book) pay TAKER_RATE, fills of resting orders MAKER_RATE. Binance's regular
+# tier is 0.02 % maker / 0.05 % taker; the simulator keeps its historical 0.04 % taker rate (docs/lab-interfaces.md).
+TAKER_RATE = Decimal("0.0004")
+MAKER_RATE = Decimal("0.0002")
+# The market (docs/lab-interfaces.md, "Matching"): a mark price per symbol, at the reference price and not moving
+# unless POST /_sim/market moves it or a seeded random walk is switched on (SIM_WALK_INTERVAL_S > 0).
+SEED = env_int("SIM_SEED", 1)
+WALK_INTERVAL_S = float(os.environ.get("SIM_WALK_INTERVAL_S") or 0)  # 0: no walk timer (the default)
+WALK_STEP_BPS = env_dec("SIM_WALK_STEP_BPS", "10")  # one step moves the mark by 0 or +-10 basis points
+WALK_MAX_DEV_PCT = env_dec("SIM_WALK_MAX_DEV_PCT", "4")  # the walk stays within +-4 % of the reference
 LEVERAGE = 20
 START_BALANCE = Decimal("10000")
 MIN_NOTIONAL = Decimal("5")
@@ -58,6 +72,8 @@ MSG_1003_429 = ("Too many requests; current limit is %d requests per minute. "
 MSG_1003_418 = "Way too many requests; IP(%s) banned until %d. Please use the websocket for live updates to avoid bans."
 MSG_1102 = "Mandatory parameter '%s' was not sent, was empty/null, or malformed."
 MSG_503_UNKNOWN = "Unknown error, please check your request or try again later."
+MSG_5021 = "Due to the order could not be filled immediately, the FOK order has been rejected."
+MSG_5022 = "Due to the order could not be executed as maker, the Post Only order will be rejected."
 OPEN = ("NEW", "PARTIALLY_FILLED")  # statuses that rest in the book and can be cancelled
 # GET /fapi/v1/income incomeType values (reference notes, section 10.4); POST /_sim/income accepts these
 INCOME_TYPES = ("TRANSFER", "WELCOME_BONUS", "REALIZED_PNL", "FUNDING_FEE", "COMMISSION", "INSURANCE_CLEAR",
@@ -133,6 +149,12 @@ def symbol_of(p, required=True):
     if sym not in SYMBOLS:
         raise ApiError(-1121, "Invalid symbol.")
     return sym
+
+
+def on_tick(sym, price):
+    """A price on the symbol's tick grid (PRICE_FILTER tickSize)."""
+    tick = Decimal(SYMBOLS[sym][1])
+    return (Decimal(price) / tick).to_integral_value(ROUND_HALF_EVEN) * tick
 
 
 def json_list(p, *names):
@@ -236,8 +258,11 @@ class Book:
         return sum(1 for t in self.order_times if t > now - 10000), len(self.order_times)
 
     # -- fills: move the position, book commission and realized PnL
-    def fill(self, order, price, ts, qty=None):
-        """Fill `qty` (default: the rest) of the order at `price`; a remainder leaves it PARTIALLY_FILLED."""
+    def fill(self, order, price, ts, qty=None, maker=False):
+        """Fill `qty` (default: the rest) of the order at `price`; a remainder leaves it PARTIALLY_FILLED.
+
+        `maker`: the order rested in the book and the market came to it (maker rate), else it took the
+        book at once (taker rate)."""
         qty = min(qty or order.qty - order.executed, order.qty - order.executed)
         order.avg = (order.avg * order.executed + price * qty) / (order.executed + qty)
         order.executed += qty
@@ -258,13 +283,13 @@ class Book:
             pos.entry = (pos.entry * abs(pos.amt) + price * qty) / abs(new_amt)
         pos.amt, pos.update_time = new_amt, ts
         trade_id = self.new_id()
-        commission = price * qty * COMMISSION_RATE
+        commission = price * qty * (MAKER_RATE if maker else TAKER_RATE)
         self.record(order.symbol, "COMMISSION", -commission, ts, trade_id)
         if realized is not None:
             self.record(order.symbol, "REALIZED_PNL", realized, ts, trade_id)
         self.trades.append({
             "buyer": order.side == "BUY", "commission": fmt(commission), "commissionAsset": "USDT",
-            "id": trade_id, "maker": False, "orderId": order.order_id, "price": fmt(price), "qty": fmt(qty),
+            "id": trade_id, "maker": maker, "orderId": order.order_id, "price": fmt(price), "qty": fmt(qty),
             "quoteQty": fmt(price * qty), "realizedPnl": fmt(realized or Decimal(0)), "side": order.side,
             "positionSide": "BOTH", "symbol": order.symbol, "time": ts, "marginAsset": "USDT",
         })
@@ -304,12 +329,116 @@ class Sim:
         self.requests = deque(maxlen=REQUEST_LOG_MAX)  # API requests, for tests (no keys, no signatures)
         self.books = {}
         self.reset_books()
+        # the market, shared by both personalities: symbol -> {"mark", "bid", "ask", "time"}
+        self.quotes, self.walk, self.rng, self.walk_stop = {}, {}, None, None
+        self.reset_market()
 
     def reset_books(self):
         for book in self.books.values():
             book.stop_countdowns()
         self.books = {name: Book(name, *self.keys[name]) for name in PORTS}
         self.requests.clear()
+
+    # -- the market: a mark price and a top of book per symbol, and the matching of resting orders
+
+    def reference_quotes(self):
+        now = self.server_ms()
+        return {sym: {"mark": ref, "bid": ref, "ask": ref, "time": now} for sym, (ref, _, _) in SYMBOLS.items()}
+
+    def reset_market(self):
+        """Every symbol back at its reference price (bid = ask = mark), the walk as configured at start.
+        Called under self.lock."""
+        self.quotes = self.reference_quotes()
+        self.configure_walk({"seed": SEED, "interval_s": WALK_INTERVAL_S, "step_bps": WALK_STEP_BPS,
+                             "max_dev_pct": WALK_MAX_DEV_PCT})
+
+    def configure_walk(self, spec):
+        """(Re)configure the seeded random walk; a `seed` restarts its sequence, `interval_s` > 0 runs it on a
+        timer (0 stops the timer; POST /_sim/market {"steps": N} still steps it by hand). Called under self.lock."""
+        if self.walk_stop is not None:
+            self.walk_stop.set()
+            self.walk_stop = None
+        walk = {**self.walk, **spec}
+        if "seed" in spec or self.rng is None:
+            self.rng, walk["steps"] = random.Random(int(walk["seed"])), 0
+        self.walk = walk
+        if walk["interval_s"] > 0:
+            stop = self.walk_stop = threading.Event()
+            threading.Thread(target=self.walk_loop, args=(stop, walk["interval_s"]), daemon=True).start()
+
+    def walk_loop(self, stop, interval_s):
+        while not stop.wait(interval_s):
+            with self.lock:
+                if stop.is_set():  # reconfigured while waiting for the lock
+                    return
+                self.walk_step()
+
+    def walk_step(self):
+        """One step of the walk for every symbol (fixed order, so a seed gives one sequence): the mark moves by
+        -1, 0 or +1 times step_bps, turning back at max_dev_pct from the reference; the spread is kept.
+        Returns the orders it filled. Called under self.lock."""
+        step, max_dev = Decimal(self.walk["step_bps"]) / 10000, Decimal(self.walk["max_dev_pct"]) / 100
+        for sym, (ref, _, _) in SYMBOLS.items():
+            mark = self.quotes[sym]["mark"]
+            move = self.rng.choice((-1, 0, 1))
+            new = mark * (1 + move * step)
+            if abs(new / ref - 1) > max_dev:
+                new = mark * (1 - move * step)
+            self.set_quote(sym, new, match=False)
+        self.walk["steps"] += 1
+        return self.match()
+
+    def new_quote(self, sym, old, mark, bid=None, ask=None):
+        """A symbol's next quote: mark on the tick grid; bid/ask given, or kept at their distance from the mark
+        (a book at the mark by default). Raises ValueError, changes nothing."""
+        mark = on_tick(sym, mark)
+        bid = on_tick(sym, bid) if bid is not None else mark - (old["mark"] - old["bid"])
+        ask = on_tick(sym, ask) if ask is not None else mark + (old["ask"] - old["mark"])
+        if not 0 < bid <= ask:
+            raise ValueError("need 0 < bid <= ask, got bid %s ask %s" % (fmt(bid), fmt(ask)))
+        return {"mark": mark, "bid": bid, "ask": ask, "time": self.server_ms()}
+
+    def set_quote(self, sym, mark, match=True):
+        """Move a symbol's mark (the spread kept); then resting orders the book now crosses fill."""
+        self.quotes[sym] = self.new_quote(sym, self.quotes[sym], mark)
+        return self.match(sym) if match else []
+
+    def crosses(self, side, price, sym):
+        """A BUY at or above the best ask, a SELL at or below the best bid, takes the book."""
+        quote = self.quotes[sym]
+        return price >= quote["ask"] if side == "BUY" else price <= quote["bid"]
+
+    def match(self, symbol=None):
+        """Resting orders the book now crosses fill at their own limit price as makers (the market came to
+        them). Nothing matches while stuck_orders holds the matching engine. Called under self.lock."""
+        if "stuck_orders" in self.faults:
+            return []
+        filled = []
+        for book in self.books.values():
+            for order in book.open_orders(symbol):
+                if order.type != "LIMIT" or not self.crosses(order.side, order.price, order.symbol):
+                    continue  # a resting BUY at P fills once the ask is at or below P, a SELL once the bid is >= P
+                pos, rest = book.positions[order.symbol].amt, order.qty - order.executed
+                if order.reduce_only and (pos == 0 or (pos > 0) == (order.side == "BUY") or rest > abs(pos)):
+                    order.status, order.update_time = "EXPIRED", self.server_ms()  # would no longer reduce
+                    log("INFO", "ORDER_EXPIRED", personality=book.name, symbol=order.symbol,
+                        order_id=order.order_id, reason="reduce-only order would not reduce the position")
+                    continue
+                book.fill(order, order.price, self.server_ms(), maker=True)
+                filled.append({"personality": book.name, "symbol": order.symbol, "orderId": order.order_id,
+                               "clientOrderId": order.client_id, "side": order.side, "price": fmt(order.price),
+                               "qty": fmt(rest)})
+                log("INFO", "RESTING_ORDER_FILLED", personality=book.name, symbol=order.symbol,
+                    order_id=order.order_id, side=order.side, price=fmt(order.price), qty=fmt(rest))
+        return filled
+
+    def market_state(self):
+        walk = {k: (fmt(v) if isinstance(v, Decimal) else v) for k, v in self.walk.items()}
+        walk["running"] = self.walk_stop is not None
+        return {"symbols": {sym: {"mark": fmt(q["mark"]), "bid": fmt(q["bid"]), "ask": fmt(q["ask"]),
+                                  "reference": fmt(SYMBOLS[sym][0]), "time": q["time"]}
+                            for sym, q in self.quotes.items()},
+                "walk": walk}
 
     def offset_ms(self):
         return CLOCK_SKEW_MS if "clock_skew" in self.faults else 0
@@ -365,10 +494,13 @@ class Sim:
             book.countdowns_fired.append({"symbol": symbol, "ts": self.server_ms(), "cancelled": len(cancelled)})
         log("WARN", "COUNTDOWN_FIRED", personality=book.name, symbol=symbol, cancelled=cancelled)
 
-    def record_request(self, personality, method, path, status, code, params):
+    def record_request(self, personality, method, path, status, code, params, arrived_ms):
+        """`ts` is when the request arrived (it belongs to the incident it arrived in, even when
+        binance_timeout held it and answered it minutes later), `answered_ts` when it was answered."""
         hidden = ("signature", "timestamp", "recvWindow")
         with self.lock:
-            self.requests.append({"ts": self.server_ms(), "personality": personality, "method": method,
+            self.requests.append({"ts": arrived_ms, "answered_ts": self.server_ms(), "personality": personality,
+                                  "method": method,
                                   "path": path, "status": status, "code": code,
                                   "params": {k: v for k, v in params.items() if k not in hidden}})
 
@@ -409,7 +541,7 @@ class Sim:
                     "listening": {n: n in self.servers for n in PORTS}, "held_requests": self.held,
                     "next_fault": dict(self.next_fault) if self.next_fault else None,
                     "countdowns": {n: c["countdowns"] for n, c in per.items()},
-                    "personalities": per}
+                    "market": self.market_state(), "personalities": per}
 
 
 # ---------------------------------------------------------------- API endpoints
@@ -459,25 +591,35 @@ def r_new_order(sim, book, p):
     if tif not in TIME_IN_FORCE:
         raise ApiError(-1115, "Invalid timeInForce.")
     price = dec(p, "price") if otype == "LIMIT" else Decimal(0)
-    fill_price = price if otype == "LIMIT" else SYMBOLS[sym][0]
+    quote = sim.quotes[sym]
+    book_price = quote["ask"] if side == "BUY" else quote["bid"]  # what a taker gets: the best opposite price
     reduce_only = p.get("reduceOnly", "false").lower() == "true"
     pos = book.positions[sym].amt
     if reduce_only and (pos == 0 or (pos > 0) == (side == "BUY") or qty > abs(pos)):
         raise ApiError(-2022, "ReduceOnly Order is rejected.")
-    if not reduce_only and fill_price * qty < MIN_NOTIONAL:
+    if not reduce_only and (price if otype == "LIMIT" else book_price) * qty < MIN_NOTIONAL:
         raise ApiError(-4164, "Order's notional must be no smaller than %s (unless you choose reduce only)"
                        % fmt(MIN_NOTIONAL))
     client_id = p.get("newClientOrderId") or "x-sim" + uuid.uuid4().hex[:22]
     if len(client_id) > 36 or any(not (c.isascii() and (c.isalnum() or c in ".:/_-")) for c in client_id):
         raise ApiError(-4015, "Client order id is not valid.")
     now = sim.server_ms()
+    stuck = otype == "LIMIT" and "stuck_orders" in sim.faults
+    takes = otype == "MARKET" or sim.crosses(side, price, sym)
+    if not stuck and takes and tif == "GTX":  # post-only would take the book: rejected, not recorded
+        raise ApiError(-5022, MSG_5022)
+    if not stuck and not takes and tif == "FOK":  # cannot fill at once: rejected, not recorded
+        raise ApiError(-5021, MSG_5021)
     order = Order(book.new_id(), client_id, sym, side, otype, tif, price, qty, now, reduce_only=reduce_only)
-    if otype == "LIMIT" and "stuck_orders" in sim.faults:
+    if stuck:
         order.time = order.update_time = now - BACKDATE_S * 1000  # looks older than a 5-minute threshold
         if tif in ("IOC", "FOK"):  # nothing fills while stuck, and these may not rest
             order.status = "EXPIRED"
-    else:
-        book.fill(order, fill_price, now)
+    elif takes:  # MARKET, or a LIMIT that crosses: fills at once at the book's price (never worse than the limit)
+        book.fill(order, book_price, now)
+    elif tif == "IOC":  # nothing to take at once, and IOC never rests
+        order.status = "EXPIRED"
+    # else (GTC, GTD, GTX): rests NEW until the market comes to it (Sim.match), a cancel, or a countdown
     book.store(order)
     return order.to_json()
 
@@ -556,8 +698,8 @@ def r_countdown(sim, book, p):
     return {"symbol": sym, "countdownTime": str(countdown_ms)}  # a string, as Binance sends it
 
 
-def position_numbers(sym, pos):
-    mark = SYMBOLS[sym][0]
+def position_numbers(sim, sym, pos):
+    mark = sim.quotes[sym]["mark"]
     notional = pos.amt * mark
     return mark, notional, pos.amt * (mark - pos.entry), abs(notional) / LEVERAGE  # cross, 20x
 
@@ -569,7 +711,7 @@ def r_position_risk(version):
             # v3 lists only symbols with a position or open orders
             if only not in (None, sym) or (version == 3 and pos.amt == 0 and not book.open_orders(sym)):
                 continue
-            mark, notional, upnl, margin = position_numbers(sym, pos)
+            mark, notional, upnl, margin = position_numbers(sim, sym, pos)
             row = {"symbol": sym, "positionSide": "BOTH", "positionAmt": fmt(pos.amt), "entryPrice": fmt(pos.entry),
                    "breakEvenPrice": fmt(pos.entry), "markPrice": fmt(mark), "unRealizedProfit": fmt(upnl),
                    "liquidationPrice": "0", "isolatedMargin": "0", "notional": fmt(notional),
@@ -584,10 +726,10 @@ def r_position_risk(version):
     return handler
 
 
-def account_totals(book):
+def account_totals(sim, book):
     upnl = margin = Decimal(0)
     for sym, pos in book.positions.items():
-        _, _, u, m = position_numbers(sym, pos)
+        _, _, u, m = position_numbers(sim, sym, pos)
         upnl, margin = upnl + u, margin + m
     wallet, available = fmt(book.wallet), fmt(book.wallet + upnl - margin)
     return {"totalInitialMargin": fmt(margin), "totalMaintMargin": fmt(margin / 10), "totalWalletBalance": wallet,
@@ -599,7 +741,7 @@ def account_totals(book):
 
 def r_account(version):
     def handler(sim, book, p):
-        t = account_totals(book)
+        t = account_totals(sim, book)
         asset = {"asset": "USDT", "walletBalance": t["totalWalletBalance"],
                  "unrealizedProfit": t["totalUnrealizedProfit"], "marginBalance": t["totalMarginBalance"],
                  "maintMargin": t["totalMaintMargin"], "initialMargin": t["totalInitialMargin"],
@@ -611,7 +753,7 @@ def r_account(version):
         for sym, pos in book.positions.items():
             if version == 3 and pos.amt == 0:
                 continue  # v3 lists open positions only
-            _, notional, upnl, margin = position_numbers(sym, pos)
+            _, notional, upnl, margin = position_numbers(sim, sym, pos)
             row = {"symbol": sym, "positionSide": "BOTH", "positionAmt": fmt(pos.amt), "unrealizedProfit": fmt(upnl),
                    "isolatedMargin": "0", "notional": fmt(notional), "isolatedWallet": "0",
                    "initialMargin": fmt(margin), "maintMargin": fmt(margin / 10), "updateTime": pos.update_time}
@@ -627,7 +769,7 @@ def r_account(version):
 
 
 def r_balance(sim, book, p):
-    t = account_totals(book)
+    t = account_totals(sim, book)
     return [{"accountAlias": "SgsR" + book.name[:4], "asset": "USDT", "balance": t["totalWalletBalance"],
              "crossWalletBalance": t["totalWalletBalance"], "crossUnPnl": t["totalCrossUnPnl"],
              "availableBalance": t["availableBalance"], "maxWithdrawAmount": t["maxWithdrawAmount"],
@@ -665,12 +807,35 @@ def r_user_trades(sim, book, p):
     return pick(rows, p, 500)
 
 
+def r_mark_price(sim, book, p):
+    """GET /fapi/v1/premiumIndex: the mark price (index = mark, no funding in the simulator)."""
+    def row(sym):
+        q = sim.quotes[sym]
+        return {"symbol": sym, "markPrice": fmt(q["mark"]), "indexPrice": fmt(q["mark"]),
+                "estimatedSettlePrice": fmt(q["mark"]), "lastFundingRate": "0", "interestRate": "0",
+                "nextFundingTime": 0, "time": q["time"]}
+    sym = symbol_of(p, required=False)
+    return row(sym) if sym else [row(s) for s in SYMBOLS]
+
+
+def r_book_ticker(sim, book, p):
+    """GET /fapi/v1/ticker/bookTicker: best bid/ask (the simulator's book is deep: quantities are nominal)."""
+    def row(sym):
+        q = sim.quotes[sym]
+        return {"symbol": sym, "bidPrice": fmt(q["bid"]), "bidQty": "1000", "askPrice": fmt(q["ask"]),
+                "askQty": "1000", "time": q["time"]}
+    sym = symbol_of(p, required=False)
+    return row(sym) if sym else [row(s) for s in SYMBOLS]
+
+
 # (method, path) -> (weight, signed, handler); weight may depend on params
 ROUTES = {
     ("GET", "/fapi/v1/ping"): (1, False, lambda sim, book, p: {}),
     ("GET", "/api/v3/ping"): (1, False, lambda sim, book, p: {}),  # spot ping, for Client(ping=True)
     ("GET", "/fapi/v1/time"): (1, False, lambda sim, book, p: {"serverTime": sim.server_ms()}),
     ("GET", "/fapi/v1/exchangeInfo"): (1, False, r_exchange_info),
+    ("GET", "/fapi/v1/premiumIndex"): (lambda p: 1 if p.get("symbol") else 10, False, r_mark_price),
+    ("GET", "/fapi/v1/ticker/bookTicker"): (lambda p: 2 if p.get("symbol") else 5, False, r_book_ticker),
     ("POST", "/fapi/v1/order"): (0, True, r_new_order),
     ("GET", "/fapi/v1/order"): (1, True, r_get_order),
     ("DELETE", "/fapi/v1/order"): (1, True, r_cancel_order),
@@ -774,6 +939,7 @@ def api_handler(sim, name):
         do_POST = do_PUT = do_DELETE = do_GET
 
         def handle_api(self):
+            arrived_ms = sim.server_ms()
             url = urlsplit(self.path)
             raw_body = self.body()
             # params from the form body and the query; the query wins (GI)
@@ -797,7 +963,7 @@ def api_handler(sim, name):
                 status, code = 500, -1000
                 self.reply(500, {"code": -1000, "msg": "An unknown error occured while processing the request."},
                            headers, -1000)
-            sim.record_request(name, self.command, url.path, status, code, params)
+            sim.record_request(name, self.command, url.path, status, code, params, arrived_ms)
 
         def run(self, route, book, params, raw_query, raw_body, used, headers):
             if "binance_timeout" in sim.faults:
@@ -845,6 +1011,9 @@ def control_handler(sim):
                 return self.reply(200, {"status": "ok"})
             if url.path == "/_sim/state":
                 return self.reply(200, sim.state())
+            if url.path == "/_sim/market":
+                with sim.lock:
+                    return self.reply(200, sim.market_state())
             if url.path == "/_sim/orders":
                 wanted = parse_qs(url.query).get("personality", list(PORTS))
                 if any(w not in PORTS for w in wanted):
@@ -886,9 +1055,15 @@ def control_handler(sim):
             if path == "/_sim/reset":
                 with sim.lock:
                     sim.reset_books()
+                    sim.reset_market()
                 sim.set_faults([])
                 log("INFO", "RESET")
                 return self.reply(200, sim.state())
+            if path == "/_sim/market":
+                try:
+                    return self.reply(200, move_market(sim, self.json_body()))
+                except (KeyError, ValueError, TypeError, InvalidOperation, ApiError) as e:
+                    return self.reply(400, {"error": "bad market: %s" % getattr(e, "msg", e)})
             if path == "/_sim/orders/fill":
                 try:
                     return self.reply(200, {"filled": fill_resting(sim, self.json_body())})
@@ -997,8 +1172,61 @@ def fill_resting(sim, spec):
             book = sim.books[spec.get("personality", "testnet")]
             targets = [(book, book.orders[int(i)]) for i in ids if book.orders[int(i)].status in OPEN]
         for book, order in targets:
-            book.fill(order, order.price, sim.server_ms(), qty)
+            book.fill(order, order.price, sim.server_ms(), qty, maker=True)
         return len(targets)
+
+
+def move_market(sim, spec):
+    """POST /_sim/market: move the market (docs/lab-interfaces.md, "Matching"), all or nothing.
+
+    In this order: `reset` (reference prices, the walk as at start), `walk` (seed, interval_s, step_bps,
+    max_dev_pct; a seed restarts the sequence), a quote (`symbol` with `mark` and optional `bid`/`ask`, or
+    `shift_pct` from the reference for `symbol` or every symbol), then `steps` walk steps. Resting orders the
+    new book crosses fill (maker, at their limit price). Returns the market and the fills.
+    """
+    unknown = set(spec) - {"reset", "walk", "symbol", "mark", "bid", "ask", "shift_pct", "steps"}
+    if unknown:
+        raise ValueError("unknown field(s) %s" % sorted(unknown))
+    walk = spec.get("walk")
+    if walk is not None:
+        if not isinstance(walk, dict) or set(walk) - {"seed", "interval_s", "step_bps", "max_dev_pct"}:
+            raise ValueError("walk takes seed, interval_s, step_bps, max_dev_pct")
+        walk = {k: (int(v) if k == "seed" else float(v) if k == "interval_s" else Decimal(str(v)))
+                for k, v in walk.items()}
+        if walk.get("interval_s", 0) < 0 or walk.get("step_bps", 0) < 0 or walk.get("max_dev_pct", 1) <= 0:
+            raise ValueError("interval_s and step_bps must be >= 0, max_dev_pct > 0")
+    sym = symbol_of({"symbol": str(spec["symbol"])}) if spec.get("symbol") is not None else None
+    prices = {k: Decimal(str(spec[k])) for k in ("mark", "bid", "ask") if spec.get(k) is not None}
+    if any(not v.is_finite() or v <= 0 for v in prices.values()):
+        raise ValueError("mark, bid and ask must be positive")
+    if prices and (sym is None or "mark" not in prices or spec.get("shift_pct") is not None):
+        raise ValueError("a quote needs symbol and mark (bid/ask optional), without shift_pct")
+    shift = Decimal(str(spec["shift_pct"])) if spec.get("shift_pct") is not None else None
+    if shift is not None and not -100 < shift:
+        raise ValueError("shift_pct must be above -100")
+    steps = int(spec.get("steps", 0))
+    if not 0 <= steps <= 100000:
+        raise ValueError("steps must be 0..100000")
+    with sim.lock:
+        base = sim.reference_quotes() if spec.get("reset") else sim.quotes
+        if prices:
+            moved = {sym: sim.new_quote(sym, base[sym], prices["mark"], prices.get("bid"), prices.get("ask"))}
+        elif shift is not None:
+            moved = {s: sim.new_quote(s, base[s], SYMBOLS[s][0] * (1 + shift / 100))
+                     for s in ([sym] if sym else SYMBOLS)}
+        else:
+            moved = {}  # everything is validated above this line: nothing changes on a 400
+        if spec.get("reset"):
+            sim.reset_market()
+        if walk:
+            sim.configure_walk(walk)
+        sim.quotes.update(moved)
+        filled = sim.match() if moved or spec.get("reset") else []
+        for _ in range(steps):
+            filled += sim.walk_step()
+        log("INFO", "MARKET_MOVED", quotes={s: fmt(sim.quotes[s]["mark"]) for s in SYMBOLS}, steps=steps,
+            filled=len(filled))
+        return {**sim.market_state(), "filled": filled}
 
 
 def next_fault_spec(spec):
