@@ -15,11 +15,16 @@ inventory (inventory/lab.yml, root) drives:
 Idempotent and fast when nothing changed (stat calls, one `runuser` check): every step compares
 first and changes only what differs; the end-to-end check over SSH runs only after a change.
 Stdlib only, like labctl. Installing the packages is scripts/ensure_sshhost.sh's job (`make system`).
+
+Nothing here runs id(1) (it may be a broken stub; os.geteuid() and pwd/grp say the same), and the
+system tools that live in sbin (useradd, usermod, runuser, visudo, sshd) are found there even when
+the calling root shell's PATH lacks it.
 """
 import grp
 import hashlib
 import os
 import pwd
+import shutil
 import socket
 import subprocess
 import time
@@ -37,6 +42,11 @@ Defaults:{ONCALL_USER} !requiretty
 """
 TOOLS = {"/usr/sbin/sshd": "openssh-server", "/usr/bin/sudo": "sudo", "/usr/bin/setfacl": "acl",
          "/usr/bin/ssh-keygen": "openssh-client", "/usr/bin/ssh": "openssh-client"}
+# Called by name, found on PATH plus the sbin directories (a root shell's PATH may lack them): the
+# Debian package each comes from.
+SYSTEM_TOOLS = {"useradd": "passwd", "usermod": "passwd", "gpasswd": "passwd", "runuser": "util-linux",
+                "visudo": "sudo", "setfacl": "acl", "ssh-keygen": "openssh-client", "ssh": "openssh-client"}
+SBIN_DIRS = ("/usr/local/sbin", "/usr/sbin", "/sbin")
 PLUGIN_DIRS = ("/usr/local/lib/docker/cli-plugins", "/usr/local/libexec/docker/cli-plugins",
                "/usr/lib/docker/cli-plugins", "/usr/libexec/docker/cli-plugins")
 
@@ -45,8 +55,29 @@ class SshHostError(Exception):
     """One clear line for the user."""
 
 
+def _path():
+    """PATH with the sbin directories appended where missing (useradd, runuser, visudo, sshd live there)."""
+    parts = [p for p in os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin").split(os.pathsep) if p]
+    return os.pathsep.join(parts + [d for d in SBIN_DIRS if d not in parts])
+
+
+def _tool(name):
+    """The absolute path of a system tool (PATH, then sbin), or None."""
+    return name if os.path.isabs(name) else shutil.which(name, path=_path())
+
+
 def _run(cmd, check=True, timeout=60, **kw):
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
+    exe = _tool(cmd[0])
+    if not exe:
+        raise SshHostError(f"{cmd[0]} not found (PATH and {', '.join(SBIN_DIRS)}): install the Debian package "
+                           f"{SYSTEM_TOOLS.get(cmd[0], cmd[0])}")
+    env = dict(os.environ, PATH=_path())  # the tools' own children (sshd, useradd's helpers) find sbin too
+    try:
+        res = subprocess.run([exe, *cmd[1:]], capture_output=True, text=True, timeout=timeout, env=env, **kw)
+    except OSError as err:
+        raise SshHostError(f"{exe} could not run: {err}") from None
+    except subprocess.TimeoutExpired:
+        raise SshHostError(f"{' '.join(cmd[:4])} did not finish within {timeout}s") from None
     if check and res.returncode:
         raise SshHostError(f"{' '.join(cmd[:4])} failed (rc={res.returncode}): {res.stderr.strip()[-300:]}")
     return res
@@ -96,7 +127,8 @@ class Host:
 
     # ------------------------------------------------------------ steps
     def check_tools(self):
-        missing = sorted({pkg for tool, pkg in TOOLS.items() if not os.access(tool, os.X_OK)})
+        missing = sorted({pkg for tool, pkg in TOOLS.items() if not os.access(tool, os.X_OK)}
+                         | {pkg for tool, pkg in SYSTEM_TOOLS.items() if not _tool(tool)})
         if missing:
             raise SshHostError(f"the lab's SSH host needs the Debian packages {' '.join(missing)}: "
                                "run `make system` (scripts/ensure_sshhost.sh) as root")

@@ -5,6 +5,8 @@
 # installs the missing packages; otherwise it says what to do. Idempotent: nothing is installed
 # when all are there. It never starts a service: labctl runs its own sshd on 127.0.0.1.
 set -euo pipefail
+# A root shell's PATH may lack sbin: dpkg (run by apt-get) needs ldconfig/start-stop-daemon there.
+export PATH="${PATH:-/usr/local/bin:/usr/bin:/bin}:/usr/local/sbin:/usr/sbin:/sbin"
 
 declare -A pkg_of=([/usr/sbin/sshd]=openssh-server [/usr/bin/sudo]=sudo [/usr/bin/setfacl]=acl)
 missing=()
@@ -14,7 +16,7 @@ done
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
-if [ "$(id -u)" != 0 ]; then
+if [ "${EUID}" != 0 ]; then  # not id(1): it may be a broken stub
   echo "missing Debian packages: ${missing[*]}. As root: apt-get install -y --no-install-recommends ${missing[*]}" >&2
   exit 1
 fi
