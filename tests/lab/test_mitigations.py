@@ -119,3 +119,16 @@ def test_a_countdown_left_armed_while_the_executor_was_down_is_disarmed_by_a_lat
     res = playbook("disarm_countdown.yml", "-e", f"cancel_stuck_orders_countdown_state={state}")
     assert res.returncode == 0, res.stdout[-3000:]
     assert armed() == [] and json.loads(state.read_text())["symbols"] == []
+
+
+def test_cancel_is_refused_while_the_exchange_is_unreachable_and_nothing_is_cancelled(stuck, fault, tmp_path):
+    audit = tmp_path / "audit.jsonl"
+    fault("stuck_orders", "no_signals", "binance_down")
+    res = playbook("mitigate_cancel_stuck_orders.yml", "-e", "confirm=true", "-e", f"qt_audit_log={audit}")
+    assert res.returncode != 0, res.stdout[-3000:]
+    assert "Not cancelling:" in res.stdout and "Nothing was cancelled" in res.stdout, res.stdout[-3000:]
+    [record] = [json.loads(line) for line in audit.read_text().splitlines()]
+    assert (record["action"], record["result"]) == ("cancel_stuck_orders", "refused_exchange")
+    assert "BINANCE_UNREACHABLE" in record["details"]["findings"]
+    fault("stuck_orders", "no_signals")  # the exchange is back: every order is still there
+    assert open_orders() == stuck

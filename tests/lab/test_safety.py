@@ -181,3 +181,28 @@ def test_diagnose_says_which_mode_really_trades_when_env_and_the_executor_disagr
         assert verdict["recommended"]["command"].endswith("playbooks/rollback.yml -e trading_mode=paper")
     finally:
         env_file.write_bytes(before)
+
+
+def test_an_emergency_stop_step_that_fails_does_not_stop_the_later_steps_and_says_incomplete(fault, tmp_path):
+    """Redis is down: step 1 (the kill switch in Redis) fails, the executor is still stopped and the
+    orders cancelled, and the run ends INCOMPLETE saying why - never COMPLETE."""
+    audit = tmp_path / "audit.jsonl"
+    fault("no_signals", "redis_down")
+    control = "http://127.0.0.1:18099/_sim/orders"
+    am_json(control, {"symbol": "BTCUSDT", "quantity": "0.01", "price": "50000", "age_s": 60,
+                      "client_order_id": "manual-desk-es"})
+    try:
+        res = playbook("playbooks/emergency_stop.yml", "-e", "confirm=ABORT", audit=audit)
+        assert res.returncode != 0, res.stdout[-3000:]
+        assert "EMERGENCY STOP INCOMPLETE" in res.stdout and "The emergency stop is INCOMPLETE" in res.stdout
+        assert "state: kill switch OFF, executor stopped" in res.stdout, res.stdout[-3000:]
+        assert not running()
+        assert not [o for o in am_json(control + "?personality=testnet") if o["status"] == "NEW"]
+        [record] = [r for r in records(audit) if r["action"] == "emergency_stop"]
+        steps = record["details"]["steps"]
+        assert record["result"] == "incomplete"
+        assert (steps["kill_switch"]["ok"], steps["stop_executor"]["ok"], steps["cancel_orders"]["ok"]) == \
+            (False, True, True), steps
+    finally:
+        fault("healthy")
+        playbook("playbooks/resume_trading.yml", "-e", "confirm=RESUME", audit=audit)
