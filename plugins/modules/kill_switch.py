@@ -18,9 +18,9 @@ description:
   - Idempotent - an engaged switch is left as it is (its original reason is kept); supports check
     mode and diff mode (the policy file).
   - Fails with one line when Redis cannot be reached; the result then still says what was persisted.
-  - O(state=query) only reads both (never changes anything, never fails on an unreachable Redis or an
+  - "O(state=query) only reads both (never changes anything, never fails on an unreachable Redis or an
     unreadable policy file - it says so in RV(redis) / RV(policy)): the diagnosis uses it to tell an
-    operator's emergency stop from a crash.
+    operator's emergency stop from a crash."
 options:
   state:
     description: V(engaged) to stop new orders, V(released) to let trading resume, V(query) to read.
