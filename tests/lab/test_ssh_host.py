@@ -131,17 +131,6 @@ def test_prepare_host_check_changes_nothing_then_installs_once(lab):
         ssh("sudo", "-n", "-u", "qt", "rm", "-rf", venv)
 
 
-def test_diagnose_over_ssh_gives_the_local_verdict(lab, prepared, tmp_path):
-    local = diagnose("inventory/lab.yml", tmp_path / "local")
-    remote = diagnose("inventory/lab-ssh.yml", tmp_path / "ssh")
-    assert local.returncode == 0 and remote.returncode == 0, remote.stdout[-3000:]
-    assert recap(remote, "lab-ssh")["changed"] == 0
-    lv, rv = report(tmp_path / "local", "lab")["verdict"], report(tmp_path / "ssh", "lab-ssh")["verdict"]
-    assert rv["primary"] == lv["primary"] == "HEALTHY"
-    assert [f["code"] for f in rv["findings"]] == [f["code"] for f in lv["findings"]]
-    print(f"diagnose: local {local.seconds:.1f}s, over SSH {remote.seconds:.1f}s")
-
-
 def test_a_half_prepared_host_gets_one_clear_line_per_gap(lab, prepared, broken_inventory, tmp_path):
     res = diagnose(broken_inventory, tmp_path)
     assert res.returncode == 0, res.stdout[-3000:]  # a report for every host, the good one unaffected
