@@ -31,8 +31,8 @@ prometheus:  ## make sure promtool, prometheus and alertmanager are installed (D
 	scripts/ensure_prometheus.sh
 
 # The first run's slow steps side by side: the virtualenv beside the system steps, which run one
-# after the other (apt takes one lock): the Docker engine, prometheus (WITH_PROMETHEUS=1, for the
-# alert tests), the lab's base image.
+# after the other (apt takes one lock): the Docker engine, the SSH host's packages (openssh-server,
+# sudo, acl), prometheus (WITH_PROMETHEUS=1, for the alert tests), the lab's base image.
 base_image_step = $(if $(BASE_IMAGE),@echo "BASE_IMAGE=$(BASE_IMAGE): no local base image needed",lab/images/base/build_base.sh)
 
 setup:  ## the virtualenv beside Docker (+ prometheus with WITH_PROMETHEUS=1) and the base image
@@ -40,6 +40,7 @@ setup:  ## the virtualenv beside Docker (+ prometheus with WITH_PROMETHEUS=1) an
 
 system:
 	scripts/ensure_docker.sh
+	scripts/ensure_sshhost.sh
 	$(if $(WITH_PROMETHEUS),scripts/ensure_prometheus.sh)
 	$(if $(WITH_PROMETHEUS),scripts/ensure_java.sh)
 	$(base_image_step)

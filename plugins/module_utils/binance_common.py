@@ -23,8 +23,9 @@ import threading
 import traceback
 from urllib.parse import quote, quote_plus
 
-from ansible.module_utils.basic import env_fallback, missing_required_lib
+from ansible.module_utils.basic import env_fallback
 
+from ansible_collections.quantum.runbooks.plugins.module_utils.missing_library import missing_library
 from ansible_collections.quantum.runbooks.plugins.module_utils.trading_mode import MODE_KEYS
 
 try:
@@ -61,9 +62,9 @@ _APIKEY_HEADER = re.compile(r"(X-MBX-APIKEY['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]+", 
 def fail_without_libraries(module):
     """Fail the module with Ansible's usual message when requests or python-binance is missing."""
     if not HAS_REQUESTS:
-        module.fail_json(msg=missing_required_lib("requests"), exception=REQUESTS_IMPORT_ERROR)
+        module.fail_json(msg=missing_library("requests"), exception=REQUESTS_IMPORT_ERROR)
     if not HAS_BINANCE:
-        module.fail_json(msg=missing_required_lib("python-binance"), exception=BINANCE_IMPORT_ERROR)
+        module.fail_json(msg=missing_library("python-binance"), exception=BINANCE_IMPORT_ERROR)
 
 
 def binance_argument_spec(**own):

@@ -13,7 +13,7 @@ import re
 import traceback
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.quantum.runbooks.plugins.module_utils.docker_sdk import (
     DOCKER_IMPORT_ERROR,
@@ -21,6 +21,7 @@ from ansible_collections.quantum.runbooks.plugins.module_utils.docker_sdk import
     DockerException,
     docker_client,
 )
+from ansible_collections.quantum.runbooks.plugins.module_utils.missing_library import missing_library
 from ansible_collections.quantum.runbooks.plugins.module_utils.redis_streams import (
     ContainerUnavailable,
     one_line,
@@ -115,9 +116,9 @@ class RedisModule(AnsibleModule):
 def fail_without_libraries(module):
     """Fail with Ansible's usual message when redis (or, without a url, the Docker SDK) is missing."""
     if not HAS_REDIS:
-        module.fail_json(msg=missing_required_lib("redis"), exception=REDIS_IMPORT_ERROR)
+        module.fail_json(msg=missing_library("redis"), exception=REDIS_IMPORT_ERROR)
     if not module.params["url"] and not HAS_DOCKER:
-        module.fail_json(msg=missing_required_lib("docker") + " (needed when url is not set)",
+        module.fail_json(msg=missing_library("docker", "needed when url is not set"),
                          exception=DOCKER_IMPORT_ERROR)
 
 

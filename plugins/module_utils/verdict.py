@@ -77,6 +77,9 @@ RECOMMENDED = {
     "HEALTHY": (None, "Nothing to do."),
     "INCONCLUSIVE": ("diagnose.yml -vv", "Some checks could not run: fix access, then re-run diagnose."),
 }
+# INCONCLUSIVE because the host lacks what the modules need (check_error names prepare_host.yml).
+PREPARE_HOST = ("prepare_host.yml", "The host is not prepared for the checks: install the modules' libraries "
+                                    "there (offline), then re-run diagnose with the interpreter it prints.")
 
 
 def finding(code, check, summary, evidence, severity="critical", **facts):
@@ -290,13 +293,19 @@ def decide(checks, thresholds=None, inventory="inventory/lab.yml", available_pla
                if not checks.get(name) or checks[name].get("check_error")]
     if primary is None:
         primary = "INCONCLUSIVE" if missing else "HEALTHY"
+    errors = {name: checks[name]["check_error"] for name in ("executor", "binance", "event_bus")
+              if checks.get(name) and checks[name].get("check_error")}
     if primary == "INCONCLUSIVE":
-        findings.append(finding("INCONCLUSIVE", "executor", "some checks could not run", [
-            f"{STEPS[name]}: {checks[name].get('check_error')}" for name in ("executor", "binance", "event_bus")
-            if checks.get(name) and checks[name].get("check_error")] or ["check results missing"],
+        # One cause for every check (host unreachable, not prepared) is said once.
+        same = len(errors) > 1 and len(set(errors.values())) == 1
+        findings.append(finding("INCONCLUSIVE", "executor", "some checks could not run", (
+            [f"all checks: {next(iter(errors.values()))}"] if same
+            else [f"{STEPS[name]}: {error}" for name, error in errors.items()]) or ["check results missing"],
             severity="warning"))
         findings[-1]["step"] = "all checks"
     playbook, why = RECOMMENDED[primary]
+    if primary == "INCONCLUSIVE" and any("playbooks/prepare_host.yml" in str(e) for e in errors.values()):
+        playbook, why = PREPARE_HOST
     facts = next((f.get("facts") or {} for f in findings if f["code"] == primary), {})
     if facts:
         playbook, why = playbook.format(**facts), why.format(**facts)

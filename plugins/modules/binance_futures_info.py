@@ -370,8 +370,11 @@ env_drift:
   returned: when settings_from_container and dotenv_path are set
 """
 
+import getpass
 import inspect
 import json
+import os
+import pwd
 import subprocess
 import threading
 import time
@@ -691,11 +694,28 @@ def apply_container_settings(module, p):
 
 
 def dotenv_settings(path):
+    """(mode keys from .env, None) or ({}, one line saying why it could not be read, as whom)."""
     try:
         with open(path, encoding="utf-8", errors="replace") as handle:
             return effective_values(handle.read(), MODE_KEYS), None
     except OSError as err:
-        return {}, "cannot read %s: %s" % (path, err.strerror)
+        project = os.path.dirname(path)
+        if not os.path.isdir(project) and not isinstance(err, PermissionError):
+            return {}, "the project directory %s does not exist on this host (qt_project_dir)" % project
+        who = getpass.getuser()
+        try:
+            st = os.stat(path)
+            owner = " (owner %s, mode %04o)" % (_user_name(st.st_uid), st.st_mode & 0o7777)
+        except OSError:
+            owner = ""
+        return {}, "cannot read %s as %s: %s%s" % (path, who, err.strerror, owner)
+
+
+def _user_name(uid):
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
 
 
 def env_drift(dotenv, running):

@@ -148,7 +148,7 @@ last_preflight:
 
 import time
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.quantum.runbooks.plugins.module_utils.docker_sdk import (
     DOCKER_IMPORT_ERROR,
@@ -159,6 +159,7 @@ from ansible_collections.quantum.runbooks.plugins.module_utils.docker_sdk import
 )
 from ansible_collections.quantum.runbooks.plugins.module_utils.log_events import LogSummary
 from ansible_collections.quantum.runbooks.plugins.module_utils.log_follow import read_all
+from ansible_collections.quantum.runbooks.plugins.module_utils.missing_library import missing_library
 
 
 def main():
@@ -179,7 +180,7 @@ def main():
         mutually_exclusive=[("name", "names")],
     )
     if not HAS_DOCKER:
-        module.fail_json(msg=missing_required_lib("docker"), exception=DOCKER_IMPORT_ERROR)
+        module.fail_json(msg=missing_library("docker"), exception=DOCKER_IMPORT_ERROR)
     p = module.params
     try:
         client = docker_client(p["docker_host"], p["timeout"])

@@ -90,7 +90,7 @@ event_counts:
 import threading
 import time
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.quantum.runbooks.plugins.module_utils.docker_sdk import (
     DOCKER_IMPORT_ERROR,
@@ -101,6 +101,7 @@ from ansible_collections.quantum.runbooks.plugins.module_utils.docker_sdk import
 )
 from ansible_collections.quantum.runbooks.plugins.module_utils.log_events import LogSummary
 from ansible_collections.quantum.runbooks.plugins.module_utils.log_follow import follow
+from ansible_collections.quantum.runbooks.plugins.module_utils.missing_library import missing_library
 
 POLL_S = 0.25
 
@@ -119,7 +120,7 @@ def main():
         supports_check_mode=True,
     )
     if not HAS_DOCKER:
-        module.fail_json(msg=missing_required_lib("docker"), exception=DOCKER_IMPORT_ERROR)
+        module.fail_json(msg=missing_library("docker"), exception=DOCKER_IMPORT_ERROR)
     p = module.params
     try:
         result = wait_ready(docker_client(p["docker_host"], 30), p)

@@ -94,7 +94,7 @@ def test_unreachable_host_still_gets_a_report(tmp_path):
     inventory.write_text(
         "all:\n  children:\n    quantum_trader:\n      hosts:\n        down-host:\n"
         "          ansible_host: 127.0.0.1\n          ansible_port: 1\n          ansible_connection: ssh\n"
-        "          ansible_ssh_common_args: -o ConnectTimeout=3 -o StrictHostKeyChecking=no\n")
+        "          ansible_ssh_common_args: -o ConnectTimeout=3\n")
     cmd = [*PLAYBOOK[:1], "-i", str(inventory), "diagnose.yml", "-e", f"diagnose_report_dir={tmp_path}"]
     res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
     report = json.loads((tmp_path / "down-host" / "diagnosis-latest.json").read_text())

@@ -131,4 +131,4 @@ def test_cancel_is_refused_while_the_exchange_is_unreachable_and_nothing_is_canc
     assert (record["action"], record["result"]) == ("cancel_stuck_orders", "refused_exchange")
     assert "BINANCE_UNREACHABLE" in record["details"]["findings"]
     fault("stuck_orders", "no_signals")  # the exchange is back: every order is still there
-    assert open_orders() == stuck
+    assert set(stuck) <= set(open_orders())
