@@ -45,7 +45,7 @@ options:
     type: str
   venv:
     description: A virtualenv to inspect (C(~) is this user's home); its Python must match the running one.
-    type: str
+    type: path
   venv_requirements:
     description: C(name==version) entries the virtualenv must hold; the ones it lacks are returned in C(venv.missing).
     type: list
@@ -56,7 +56,7 @@ options:
     type: str
     default: <inventory>
 author:
-  - qt-runbooks contributors
+  - qt-runbooks maintainers (!UNKNOWN)
 """
 
 EXAMPLES = r"""
@@ -117,7 +117,6 @@ problem_lines:
   returned: always
 """
 
-import os
 import platform
 import sys
 
@@ -146,7 +145,7 @@ def main():
             compose=dict(type="bool", default=False),
             project_dir=dict(type="path"),
             expect_owner=dict(type="str"),
-            venv=dict(type="str"),
+            venv=dict(type="path"),
             venv_requirements=dict(type="list", elements="str", default=[]),
             inventory=dict(type="str", default="<inventory>"),
         ),
@@ -164,8 +163,7 @@ def main():
         facts["project"] = th.project_state(p["project_dir"])
         facts["expect_owner"] = p["expect_owner"]
     if p["venv"]:
-        path = os.path.expanduser(p["venv"])
-        facts["venv"] = th.venv_state(path, facts["python"]["version"])
+        facts["venv"] = th.venv_state(p["venv"], facts["python"]["version"])
         facts["venv"]["missing"] = th.missing_requirements(p["venv_requirements"], facts["venv"]["installed"])
     found = th.problems(facts, p["inventory"])
     facts.pop("expect_owner", None)
