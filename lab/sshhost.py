@@ -73,7 +73,8 @@ def _run(cmd, check=True, timeout=60, **kw):
                            f"{SYSTEM_TOOLS.get(cmd[0], cmd[0])}")
     env = dict(os.environ, PATH=_path())  # the tools' own children (sshd, useradd's helpers) find sbin too
     try:
-        res = subprocess.run([exe, *cmd[1:]], capture_output=True, text=True, timeout=timeout, env=env, **kw)
+        res = subprocess.run([exe, *cmd[1:]], capture_output=True, text=True, timeout=timeout, env=env, check=False,
+                             **kw)
     except OSError as err:
         raise SshHostError(f"{exe} could not run: {err}") from None
     except subprocess.TimeoutExpired:
@@ -294,7 +295,7 @@ class Host:
         self._change("start sshd")
         if pid:
             os.kill(pid, 15)
-            for _ in range(50):
+            for _dummy in range(50):
                 if not Path(f"/proc/{pid}").exists():
                     break
                 time.sleep(0.1)
@@ -303,7 +304,7 @@ class Host:
         if test.returncode:
             raise SshHostError(f"sshd rejects {config}: {test.stderr.strip()[-300:]}")
         _run(["/usr/sbin/sshd", "-f", str(config)])  # daemonizes; outlives labctl
-        for _ in range(50):
+        for _dummy in range(50):
             if _port_open():
                 break
             time.sleep(0.1)

@@ -21,6 +21,7 @@ import subprocess
 LIBRARIES = {"requests": "requests", "redis": "redis", "docker": "docker", "python-binance": "binance"}
 PREPARE_HOST = "ansible-playbook -i {inventory} playbooks/prepare_host.yml"
 
+
 def normalize(name):
     """PEP 503 name: lower case, runs of -_. as one dash."""
     return re.sub(r"[-_.]+", "-", name).lower()
@@ -50,14 +51,14 @@ def installed_distributions(site_packages):
     for name in names:
         if name.endswith(".dist-info"):
             stem = name[: -len(".dist-info")]
-            dist, _, version = stem.partition("-")
+            dist, _dummy, version = stem.partition("-")
             if version:
                 found.add("%s==%s" % (normalize(dist), version))
     return found
 
 
 def _pin(requirement):
-    name, _, version = requirement.partition("==")
+    name, _dummy, version = requirement.partition("==")
     return "%s==%s" % (normalize(name), version)
 
 
@@ -137,7 +138,7 @@ class _UnixHTTP:
                 data += chunk
         finally:
             sock.close()
-        head, _, body = data.partition(b"\r\n\r\n")
+        head, _dummy, body = data.partition(b"\r\n\r\n")
         status = int(head.split(b" ", 2)[1]) if head.startswith(b"HTTP/") else 0
         return status, body
 
@@ -169,7 +170,7 @@ def compose_plugin(timeout=15.0):
     """{'ok', 'version', 'error'} of `docker compose version` for the current user."""
     try:
         res = subprocess.run(["docker", "compose", "version", "--short"], capture_output=True, text=True,
-                             timeout=timeout)
+                             timeout=timeout, check=False)
     except FileNotFoundError:
         return {"ok": False, "version": None, "error": "no docker CLI on PATH"}
     except subprocess.TimeoutExpired:

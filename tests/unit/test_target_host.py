@@ -106,7 +106,7 @@ class FakeDocker:
         threading.Thread(target=self.serve, daemon=True).start()
 
     def serve(self):
-        conn, _ = self.sock.accept()
+        conn, _dummy = self.sock.accept()
         conn.recv(4096)
         body = json.dumps({"Version": "28.2.2"}).encode()
         conn.sendall(b"HTTP/1.0 %d X\r\nContent-Type: application/json\r\n\r\n" % self.status + body)
@@ -135,7 +135,7 @@ def test_project_state(tmp_path):
     (tmp_path / ".env").chmod(0o600)
     state = th.project_state(str(tmp_path))
     assert state["exists"] and state["env"] == {"exists": True, "owner": state["owner"], "mode": "0600",
-                                                 "readable": True}
+                                                "readable": True}
 
 
 # ---------------------------------------------------------------- one line per gap
@@ -259,6 +259,6 @@ def test_a_given_wheelhouse_is_taken_as_is_and_a_gap_is_one_line(house, tmp_path
     tar = (tmp_path / "out" / "wheelhouse.tar").read_bytes()
     with tarfile.open(fileobj=io.BytesIO(tar)) as archive:
         assert sorted(archive.getnames()) == sorted(p.name for p in house.glob("*.whl"))
-    rc, out, _ = run_builder(capsys, "--dest", str(tmp_path / "out"), *common, "--", "redis==5.3.1", "pip==26.3")
+    rc, out, _dummy = run_builder(capsys, "--dest", str(tmp_path / "out"), *common, "--", "redis==5.3.1", "pip==26.3")
     assert rc == 0 and json.loads(out)["changed"] is False  # same wheels: same lock, byte-identical tar
     assert (tmp_path / "out" / "wheelhouse.tar").read_bytes() == tar

@@ -1,10 +1,9 @@
-#!/usr/bin/env python3
 # Copyright: qt-runbooks contributors; Apache-2.0
 """Build (or take) a wheelhouse for a target Python on the controller, closed over the target's markers.
 
 Runs on the control node with the Python running Ansible (roles/prepare_host, preflight.yml):
 
-  build_wheelhouse.py --dest DIR --python-version 3.11.2 --abi cp311 --machine x86_64 \
+  python build_wheelhouse.py --dest DIR --python-version 3.11.2 --abi cp311 --machine x86_64 \
       --platform manylinux_2_36_x86_64 ... [--source DIR] -- requests==2.34.2 ... pip==26.3
 
 `pip download --python-version` picks wheels for the target but evaluates environment markers for
@@ -105,7 +104,7 @@ def pip_download(dest, args, requirements):
            "--only-binary=:all:", "--implementation", "cp", "--abi", args.abi,
            "--python-version", args.python_version, "--dest", str(dest),
            *(f"--platform={p}" for p in args.platform), *requirements]
-    res = subprocess.run(cmd, capture_output=True, text=True)
+    res = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if res.returncode:
         last = [line for line in res.stderr.strip().splitlines() if line.startswith("ERROR")] or \
             res.stderr.strip().splitlines() or ["no output"]
@@ -127,7 +126,7 @@ def write_tar(directory):
 def build(args):
     dest = Path(args.dest)
     env = target_environment(args.python_version, args.machine)
-    roots = [r for r in args.requirements]
+    roots = list(args.requirements)
     work = dest.with_name(dest.name + ".partial")
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
@@ -137,7 +136,7 @@ def build(args):
             shutil.copy2(path, work / path.name)
     else:
         pip_download(work, args, roots)
-    for _ in range(10):
+    for _dummy in range(10):
         missing = unmet(work, roots, env)
         if not missing:
             break
@@ -153,7 +152,7 @@ def build(args):
     if not pip_wheel:
         raise WheelhouseError("the wheelhouse has no pip wheel (pip runs from its wheel on the target)")
     lock = {"python_version": args.python_version, "abi": args.abi, "machine": args.machine,
-            "requirements": sorted(f"{n}=={v}" for n, (v, _) in have.items() if n != "pip"),
+            "requirements": sorted(f"{n}=={v}" for n, (v, _dummy) in have.items() if n != "pip"),
             "pip_wheel": pip_wheel, "added_for_markers": added}
     (work / "wheelhouse.json").write_text(json.dumps(lock, indent=1) + "\n")
     write_tar(work)
@@ -169,7 +168,7 @@ def build(args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--dest", required=True)
     parser.add_argument("--python-version", required=True, help="the target's full version, e.g. 3.11.2")
     parser.add_argument("--abi", required=True)
