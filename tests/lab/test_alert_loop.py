@@ -119,6 +119,7 @@ def test_hung_executor_alert_is_remediated_and_resolves(alert_loop, fault):
     wait_for("the run's decision record", decided_restart, 60, every=1, context=evidence)
     # Alertmanager also sends the resolution; resolved alerts never start a run.
     def resolved():
-        return [r for r in audit(log) if r["action"] == "remediation_decision" and "resolved" in json.dumps(r["details"])]
+        return [r for r in audit(log)
+                if r["action"] == "remediation_decision" and "resolved" in json.dumps(r["details"])]
     wait_for("the resolved notification", resolved, 30, every=1, context=evidence)
     assert len(restarted()) == 1, evidence()  # one alert, one restart: no repeat while it resolved
