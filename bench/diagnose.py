@@ -1,6 +1,8 @@
 #!/usr/bin/env python
 """diagnose.yml against the runbook's own check commands (bench/runbook_checks.sh),
-on the running lab, in the same run: healthy and under binance_timeout.
+on the running lab, in the same run: healthy and under binance_timeout. The same playbook over
+SSH (inventory/lab-ssh.yml: the on-call account becoming qt, pipelining on, ansible's default
+ControlPersist=60s reusing the connection between runs) is timed beside it: ratio SSH / local.
 
 Prints wall-time ratios (playbook / script) and peak memory; no thresholds,
 no assertions. Targets (issue 4): <= 2.0x the script when healthy, <= 10 s
@@ -22,6 +24,8 @@ LABCTL = [sys.executable, str(ROOT / "lab" / "labctl")]
 SCRIPT = ["bash", str(ROOT / "bench" / "runbook_checks.sh")]
 PLAYBOOK = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "inventory/lab.yml", "diagnose.yml",
             "-e", "diagnose_report_dir=/tmp/qt-bench-reports"]
+PLAYBOOK_SSH = [PLAYBOOK[0], "-i", "inventory/lab-ssh.yml", *PLAYBOOK[3:]]
+PREPARE_SSH = [PLAYBOOK[0], "-i", "inventory/lab-ssh.yml", "playbooks/prepare_host.yml"]
 
 
 def wall(cmd, cap):
@@ -58,8 +62,11 @@ def bench(fault, runs, cap):
     subprocess.run([*LABCTL, "fault", fault], check=True, capture_output=True)
     script = median([wall(SCRIPT, cap) for _dummy in range(runs)])
     play = median([wall(PLAYBOOK, cap) for _dummy in range(runs)])
+    ssh = median([wall(PLAYBOOK_SSH, cap) for _dummy in range(runs)])
     ratio = f"{play / script:.1f}x" if script and play else "n/a (script did not finish)"
-    print(f"{fault:16} script {fmt(script, cap):>30}  diagnose.yml {fmt(play, cap):>10}  ratio {ratio}")
+    ssh_ratio = f"{ssh / play:.2f}x" if ssh and play else "n/a"
+    print(f"{fault:16} script {fmt(script, cap):>30}  diagnose.yml {fmt(play, cap):>10}  ratio {ratio}"
+          f"  | over SSH {fmt(ssh, cap):>10}  SSH/local {ssh_ratio}")
     return play
 
 
@@ -72,6 +79,7 @@ def main():
     print(f"median of {args.runs} runs; lab faults injected with lab/labctl; "
           f"baseline: {shlex.join(SCRIPT[1:])}")
     subprocess.run([*LABCTL, "up"], check=True, capture_output=True)
+    subprocess.run(PREPARE_SSH, cwd=ROOT, check=True, capture_output=True)  # the SSH host's venv (idempotent)
     try:
         for fault in args.faults.split(","):
             bench(fault, args.runs, args.cap)

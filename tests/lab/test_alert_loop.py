@@ -7,13 +7,13 @@ import secrets
 import shutil
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
 from sim_process import free_port
+from waiting import wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -21,17 +21,6 @@ ROOT = Path(__file__).resolve().parents[2]
 ALERTS = ROOT / "alerts"
 QT_REMEDIATE = Path(sys.executable).parent / "qt-remediate"
 NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def wait_for(what, probe, timeout, every=1.0, context=lambda: ""):
-    """Poll `probe` until it returns something truthy; bounded. `context` explains a timeout."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{context()}")
 
 
 def get_json(url):
@@ -87,9 +76,9 @@ def alert_loop(lab, tmp_path):
                          f"--web.listen-address=127.0.0.1:{ports['prometheus']}"])
     prometheus = f"http://127.0.0.1:{ports['prometheus']}"
     try:
-        wait_for("the webhook", lambda: get_json(f"http://127.0.0.1:{ports['webhook']}/healthz"), 20, 0.3)
+        wait_for("the webhook", lambda: get_json(f"http://127.0.0.1:{ports['webhook']}/healthz"), 20, every=0.3)
         wait_for("a first scrape of the executor", lambda: (get_json(
-            f"{prometheus}/api/v1/query?query=up") or {}).get("data", {}).get("result"), 30, 0.5)
+            f"{prometheus}/api/v1/query?query=up") or {}).get("data", {}).get("result"), 30, every=0.5)
         yield {"prometheus": prometheus, "audit": reports / "audit.jsonl", "logs": tmp_path}
     finally:
         for proc in procs:
@@ -119,7 +108,7 @@ def test_hung_executor_alert_is_remediated_and_resolves(alert_loop, fault):
     assert not firing(prometheus), evidence()
     fault("executor_hang")
     wait_for("ExecutorMetricsDown to fire", lambda: "ExecutorMetricsDown" in firing(prometheus), 90, context=evidence)
-    wait_for("the remediation's restart", restarted, 150, 2, context=evidence)
+    wait_for("the remediation's restart", restarted, 150, every=2, context=evidence)
     wait_for("the alert to resolve", lambda: not firing(prometheus), 90, context=evidence)
     diagnosed = [r for r in audit(log) if r["action"] == "diagnose"]
     assert diagnosed and diagnosed[0]["result"] == "EXECUTOR_HUNG", evidence()
@@ -127,8 +116,10 @@ def test_hung_executor_alert_is_remediated_and_resolves(alert_loop, fault):
     def decided_restart():  # the decision is written when the run ends, which can be after the resolve
         return [r for r in audit(log) if r["action"] == "remediation_decision"
                 and (r["details"].get("playbook") or "").endswith("mitigate_restart_executor.yml")]
-    wait_for("the run's decision record", decided_restart, 60, 1, context=evidence)
+    wait_for("the run's decision record", decided_restart, 60, every=1, context=evidence)
     # Alertmanager also sends the resolution; resolved alerts never start a run.
-    wait_for("the resolved notification", lambda: [r for r in audit(log) if r["action"] == "remediation_decision"
-                                                   and "resolved" in json.dumps(r["details"])], 30, 1, context=evidence)
+    def resolved():
+        return [r for r in audit(log)
+                if r["action"] == "remediation_decision" and "resolved" in json.dumps(r["details"])]
+    wait_for("the resolved notification", resolved, 30, every=1, context=evidence)
     assert len(restarted()) == 1, evidence()  # one alert, one restart: no repeat while it resolved

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import yaml
+from waiting import wait_for  # noqa: F401  (the remediation tests import it from here)
 
 from remediation.runner import RunResult
 
@@ -128,17 +129,6 @@ class Kit:
 
     def marks_present(self):
         return sorted(p.name for p in self.marks.iterdir())
-
-
-def wait_for(what, probe, timeout=15, context=lambda: "", every=0.1):
-    """Poll `probe` until it returns something truthy; bounded. `context` explains a timeout."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{context()}")
 
 
 def alert(fingerprint="a1b2c3d4e5f60718", status="firing", name="OrderSubmitWithoutResponse", **labels):
