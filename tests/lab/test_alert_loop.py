@@ -117,6 +117,7 @@ def test_hung_executor_alert_is_remediated_and_resolves(alert_loop, fault):
         return [r for r in audit(log) if r["action"] == "remediation_decision"
                 and (r["details"].get("playbook") or "").endswith("mitigate_restart_executor.yml")]
     wait_for("the run's decision record", decided_restart, 60, every=1, context=evidence)
+
     # Alertmanager also sends the resolution; resolved alerts never start a run.
     def resolved():
         return [r for r in audit(log)

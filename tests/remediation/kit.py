@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 import yaml
-from waiting import wait_for  # noqa: F401  (the remediation tests import it from here)
 
 from remediation.runner import RunResult
 

@@ -7,7 +7,8 @@ import signal
 import socket
 import subprocess
 
-from kit import QT_REMEDIATE, alert, payload, wait_for
+from kit import QT_REMEDIATE, alert, payload
+from waiting import wait_for
 
 
 def free_port():

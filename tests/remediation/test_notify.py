@@ -7,7 +7,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from kit import FakeRunner, alert, payload, wait_for
+from kit import FakeRunner, alert, payload
+from waiting import wait_for
 
 from remediation.alertmanager import parse
 from remediation.engine import Engine
