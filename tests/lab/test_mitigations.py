@@ -7,6 +7,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from waiting import wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -132,3 +133,24 @@ def test_cancel_is_refused_while_the_exchange_is_unreachable_and_nothing_is_canc
     assert "BINANCE_UNREACHABLE" in record["details"]["findings"]
     fault("stuck_orders", "no_signals")  # the exchange is back: every order is still there
     assert set(stuck) <= set(open_orders())
+
+
+def test_orders_the_market_moved_away_from_rest_and_the_cancel_takes_ours_off(lab, tmp_path):
+    """The ordinary way orders get stuck: the market moves up 3 %, the executor's BUYs at the old
+    price no longer cross and rest at the exchange; the cancel mitigation cancels ours, not the desk's."""
+    def resting_buys():
+        return {o["orderId"] for o in control("/_sim/orders?personality=testnet")
+                if o["status"] == "NEW" and o["side"] == "BUY" and o["clientOrderId"].startswith("qtx-")}
+    control("/_sim/orders", {"symbol": "BTCUSDT", "quantity": "0.01", "price": "50000", "age_s": 60,
+                             "client_order_id": "manual-desk-move"})
+    try:
+        control("/_sim/market", {"shift_pct": 3})
+        rested = wait_for("the executor's BUYs to rest below the moved market", resting_buys, 60, every=1)
+        res = playbook("mitigate_cancel_stuck_orders.yml", "-e", "confirm=true", "-e", "stuck_after_minutes=0",
+                       "-e", f"qt_audit_log={tmp_path / 'audit.jsonl'}")
+        assert res.returncode == 0, res.stdout[-3000:]
+        status = {o["orderId"]: o["status"] for o in control("/_sim/orders?personality=testnet")}
+        assert {status[i] for i in rested} == {"CANCELED"}
+        assert "manual-desk-move" in [cid for _, cid in open_orders()]
+    finally:
+        control("/_sim/market", {"reset": True})
