@@ -34,14 +34,16 @@ TARBALL=$(ls "$WORK"/dist/quantum-runbooks-*.tar.gz)
 echo "$(tar -tzf "$TARBALL" | wc -l) entries, $(du -k "$TARBALL" | cut -f1) KiB"
 
 step "galaxy-importer"
+# Its ansible-lint call is off: `make lint` runs ansible-lint with the full production profile (the
+# importer skips several rules), and the importer kills its own call after a fixed 180 s, which a
+# CI machine busy with the lab tests can exceed: a flake, not a finding.
 cat >"$WORK/galaxy-importer.cfg" <<'EOF'
 [galaxy-importer]
 run_ansible_test = False
 ansible_test_local_image = False
 local_image_docker = False
 run_ansible_doc = True
-run_ansible_lint = True
-offline_ansible_lint = True
+run_ansible_lint = False
 check_required_tags = False
 EOF
 (cd "$WORK" && GALAXY_IMPORTER_CONFIG=$WORK/galaxy-importer.cfg "$PY" -m galaxy_importer.main "$TARBALL") \
