@@ -177,19 +177,11 @@ class Host:
         if not (self.run_dir / "docker-compose.yml").exists():
             raise SshHostError(f"no compose project in {self.run_dir}: run labctl up")
         self.reachable_by_qt(self.run_dir / "docker-compose.yml")
-        qt = pwd.getpwnam(QT_USER)
-        wrong = []
-        for root, dirs, files in os.walk(self.run_dir):
-            for name in [".", *dirs, *files]:
-                p = os.path.join(root, name)
-                st = os.lstat(p)
-                if (st.st_uid, st.st_gid) != (qt.pw_uid, qt.pw_gid):
-                    wrong.append(p)
+        wrong = not_qts(self.run_dir)
         if wrong:
             # Root-run labctl and playbooks create root-owned files here (the policy file, backups).
             self._change(f"chown {len(wrong)} path(s) in {self.run_dir} to {QT_USER}", verify=False)
-            for p in wrong:
-                os.lchown(p, qt.pw_uid, qt.pw_gid)
+            give_back(self.run_dir)
         for secret in (".env", "sim.env"):
             p = self.run_dir / secret
             if p.exists() and p.stat().st_mode & 0o7777 != 0o600:
@@ -340,6 +332,32 @@ class Host:
         return {"address": SSH_ADDRESS, "port": SSH_PORT, "user": ONCALL_USER, "become_user": QT_USER,
                 "key": str(self.ssh_dir / "id_oncall"), "known_hosts": str(self.ssh_dir / "known_hosts"),
                 "changed": self.changed}
+
+
+def not_qts(run_dir):
+    """Paths in the project that do not belong to qt."""
+    qt = pwd.getpwnam(QT_USER)
+    wrong = []
+    for root, dirs, files in os.walk(run_dir):
+        for name in [".", *dirs, *files]:
+            p = os.path.join(root, name)
+            st = os.lstat(p)
+            if (st.st_uid, st.st_gid) != (qt.pw_uid, qt.pw_gid):
+                wrong.append(p)
+    return wrong
+
+
+def give_back(run_dir):
+    """The project's files back to qt. The lab is driven both as root (inventory/lab.yml, labctl) and
+    as qt (inventory/lab-ssh.yml); a production host has one owner. A no-op before the host is set up."""
+    if os.geteuid() != 0:
+        return
+    try:
+        qt = pwd.getpwnam(QT_USER)
+    except KeyError:
+        return
+    for p in not_qts(run_dir):
+        os.lchown(p, qt.pw_uid, qt.pw_gid)
 
 
 def _port_open():

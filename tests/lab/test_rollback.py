@@ -128,6 +128,7 @@ def test_live_needs_confirmation_and_check_diff_masks_the_keys(pristine_env, lab
 
 def test_failed_verification_restores_the_backup(pristine_env, tmp_path):
     """Keys the exchange rejects: no order is answered, so the old .env comes back."""
+    owner = (ENV.stat().st_uid, ENV.stat().st_gid, ENV.stat().st_mode)  # qt's 0600 (lab/sshhost.py)
     creds = tmp_path / "bad.json"
     creds.write_text(json.dumps({"trading_mode_credentials": {"live": {
         "BINANCE_API_KEY": "rejected-key", "BINANCE_API_SECRET": "rejected-secret"}}}))
@@ -137,6 +138,7 @@ def test_failed_verification_restores_the_backup(pristine_env, tmp_path):
     assert res.returncode != 0
     assert "Restored" in res.stdout, res.stdout[-4000:]
     assert ENV.read_bytes() == pristine_env
+    assert (ENV.stat().st_uid, ENV.stat().st_gid, ENV.stat().st_mode) == owner  # even when run as root
     assert container()[1]["BINANCE_USE_TESTNET"] == "true"
     assert json.loads(audit.read_text().splitlines()[-1])["result"] == "failed_restored"
     assert "rejected-secret" not in res.stdout + audit.read_text()
