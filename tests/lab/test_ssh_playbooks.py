@@ -101,7 +101,10 @@ def test_every_fault_gets_the_local_verdict_over_ssh(prepared, fault, fault_name
     out = both("diagnose.yml", "-e", f"diagnose_report_dir={tmp_path}")
     ssh, local = verdict(tmp_path, "lab-ssh")["verdict"], verdict(tmp_path, "lab")["verdict"]
     assert ssh["primary"] == local["primary"] == FAULTS[fault_name], out[SSH_INV][-3000:]
-    assert [f["code"] for f in ssh["findings"]] == [f["code"] for f in local["findings"]]
+    assert ssh["missing_checks"] == local["missing_checks"]  # SSH loses no check
+    # The same codes; not the same list: under a fault that grows with time (binance_timeout) a second
+    # check may also report it in one run and not yet in the other, read a moment earlier.
+    assert {f["code"] for f in ssh["findings"]} == {f["code"] for f in local["findings"]}
 
 
 def test_the_correlation_trace_over_ssh(prepared, fault, tmp_path):
