@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-pytestmark = pytest.mark.lab
+pytestmark = [pytest.mark.lab, pytest.mark.usefixtures("qt_owns_the_project")]  # one owner, as in production
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_DIR = ROOT / "lab" / "run" / "quantum_trader"
@@ -59,16 +59,6 @@ def ssh(*command):
     return subprocess.run(["ssh", "-i", str(SSH_DIR / "id_oncall"), "-p", "12222", "-o", "BatchMode=yes",
                            "-o", f"UserKnownHostsFile={SSH_DIR / 'known_hosts'}", "-o", "IdentitiesOnly=yes",
                            "oncall@127.0.0.1", *command], capture_output=True, text=True, timeout=60, check=False)
-
-
-@pytest.fixture(autouse=True)
-def qt_owns_the_project():
-    """The local inventory runs as root and may leave root's files in the project; a production host has
-    one owner (labctl gives them back on every fault switch; here for the tests that switch none)."""
-    if str(ROOT / "lab") not in sys.path:
-        sys.path.insert(0, str(ROOT / "lab"))
-    import sshhost
-    sshhost.give_back(RUN_DIR)
 
 
 @pytest.fixture(scope="module")

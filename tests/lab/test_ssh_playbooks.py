@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.lab
+pytestmark = [pytest.mark.lab, pytest.mark.usefixtures("qt_owns_the_project")]  # one owner, as in production
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -72,16 +72,6 @@ def owner_and_mode(path):
 
 def records(path):
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-
-
-@pytest.fixture(autouse=True)
-def qt_owns_the_project():
-    """The local inventory runs as root and may leave root's files in the project; a production host has
-    one owner (labctl gives them back on every fault switch; here for the tests that switch none)."""
-    if str(ROOT / "lab") not in sys.path:
-        sys.path.insert(0, str(ROOT / "lab"))
-    import sshhost
-    sshhost.give_back(RUN_DIR)
 
 
 @pytest.fixture(scope="module")
