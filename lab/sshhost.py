@@ -181,7 +181,7 @@ class Host:
         if wrong:
             # Root-run labctl and playbooks create root-owned files here (the policy file, backups).
             self._change(f"chown {len(wrong)} path(s) in {self.run_dir} to {QT_USER}", verify=False)
-            give_back(self.run_dir)
+            give_back(self.run_dir, wrong)
         for secret in (".env", "sim.env"):
             p = self.run_dir / secret
             if p.exists() and p.stat().st_mode & 0o7777 != 0o600:
@@ -347,16 +347,17 @@ def not_qts(run_dir):
     return wrong
 
 
-def give_back(run_dir):
-    """The project's files back to qt. The lab is driven both as root (inventory/lab.yml, labctl) and
-    as qt (inventory/lab-ssh.yml); a production host has one owner. A no-op before the host is set up."""
+def give_back(run_dir, paths=None):
+    """The project's files (or `paths`, from not_qts) back to qt. The lab is driven both as root
+    (inventory/lab.yml, labctl, whose writes - the policy file, the fault state - are root's) and as qt
+    (inventory/lab-ssh.yml); a production host has one owner. A no-op before the host is set up."""
     if os.geteuid() != 0:
         return
     try:
         qt = pwd.getpwnam(QT_USER)
     except KeyError:
         return
-    for p in not_qts(run_dir):
+    for p in not_qts(run_dir) if paths is None else paths:
         os.lchown(p, qt.pw_uid, qt.pw_gid)
 
 
