@@ -10,6 +10,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from alert_payload import alert, payload
 from sim_process import free_port
 
 pytestmark = pytest.mark.lab
@@ -130,15 +131,9 @@ def test_a_stop_is_sticky_for_diagnose_restart_rollback_and_remediation(stopped,
     assert [r["action"] for r in refused] == ["restart_executor", "restart_executor", "rollback"]
 
     # the alert that a stopped executor fires (no metrics) reaches the remediation: no restart
-    payload = {"receiver": "qt-remediate", "status": "firing", "version": "4", "groupKey": "{}:{}",
-               "truncatedAlerts": 0, "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {},
-               "externalURL": "http://127.0.0.1:19093",
-               "alerts": [{"status": "firing", "fingerprint": "5afe5afe5afe5afe",
-                           "labels": {"alertname": "ExecutorMetricsDown", "qt_host": "lab", "severity": "critical"},
-                           "annotations": {}, "startsAt": "2026-12-03T03:00:00Z", "endsAt": "0001-01-01T00:00:00Z",
-                           "generatorURL": "http://127.0.0.1:19090/graph"}]}
+    body = payload(alert("5afe5afe5afe5afe", name="ExecutorMetricsDown", qt_host="lab"))
     env = dict(os.environ, QT_REPORTS_DIR=str(tmp_path / "remediation"), PATH=f"{BIN}:{os.environ['PATH']}")
-    res = subprocess.run([str(BIN / "qt-remediate"), "alert", "--payload", "-"], input=json.dumps(payload),
+    res = subprocess.run([str(BIN / "qt-remediate"), "alert", "--payload", "-"], input=json.dumps(body),
                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=300, check=False)
     assert "OPERATOR_STOPPED" in res.stdout + res.stderr, res.stdout[-2000:] + res.stderr[-2000:]
     assert not running()
@@ -156,8 +151,8 @@ def test_a_stop_is_sticky_for_diagnose_restart_rollback_and_remediation(stopped,
     assert res.returncode == 0, res.stdout[-3000:]
     assert silences(am) == [] and executor_alert_state(am) == "active"
     fault("executor_hang")
-    payload["alerts"][0]["fingerprint"] = "5afe5afe5afe0002"
-    res = subprocess.run([str(BIN / "qt-remediate"), "alert", "--payload", "-"], input=json.dumps(payload),
+    body = payload(alert("5afe5afe5afe0002", name="ExecutorMetricsDown", qt_host="lab"))
+    res = subprocess.run([str(BIN / "qt-remediate"), "alert", "--payload", "-"], input=json.dumps(body),
                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=300, check=False)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     runs = [r for r in records(tmp_path / "remediation" / "audit.jsonl") if r["action"] == "restart_executor"]

@@ -10,6 +10,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from alert_payload import alert, payload
 
 pytestmark = [pytest.mark.lab, pytest.mark.usefixtures("qt_owns_the_project")]  # one owner, as in production
 
@@ -177,16 +178,10 @@ def test_postmortem_over_ssh_is_written_on_the_host_and_copied_back(prepared, fa
 
 def test_qt_remediate_with_the_ssh_inventory_restarts_a_hung_executor(prepared, fault, tmp_path):
     fault("executor_hang")
-    payload = {"receiver": "qt-remediate", "status": "firing", "version": "4", "groupKey": "{}:{}",
-               "truncatedAlerts": 0, "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {},
-               "externalURL": "http://127.0.0.1:19093",
-               "alerts": [{"status": "firing", "fingerprint": "55b055b055b00001",
-                           "labels": {"alertname": "ExecutorMetricsDown", "qt_host": "lab-ssh", "severity": "critical"},
-                           "annotations": {}, "startsAt": "2026-12-03T03:00:00Z", "endsAt": "0001-01-01T00:00:00Z",
-                           "generatorURL": "http://127.0.0.1:19090/graph"}]}
+    body = payload(alert("55b055b055b00001", name="ExecutorMetricsDown", qt_host="lab-ssh"))
     env = dict(os.environ, QT_REPORTS_DIR=str(tmp_path), PATH=f"{BIN}:{os.environ['PATH']}")
     res = subprocess.run([str(BIN / "qt-remediate"), "alert", "-i", SSH_INV, "--payload", "-"],
-                         input=json.dumps(payload), capture_output=True, text=True, cwd=ROOT, env=env, timeout=600,
+                         input=json.dumps(body), capture_output=True, text=True, cwd=ROOT, env=env, timeout=600,
                          check=False)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     audit = records(tmp_path / "audit.jsonl")

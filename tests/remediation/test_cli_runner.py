@@ -12,7 +12,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 import yaml
-from kit import QT_REMEDIATE, alert, payload
+from alert_payload import alert, payload
+from kit import QT_REMEDIATE
 
 from remediation.cli import main
 

@@ -7,7 +7,8 @@ import signal
 import socket
 import subprocess
 
-from kit import QT_REMEDIATE, alert, payload
+from alert_payload import alert, payload
+from kit import QT_REMEDIATE
 from waiting import wait_for
 
 

@@ -19,7 +19,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from kit import ROOT, alert, payload
+from alert_payload import alert, payload
+from kit import ROOT
 
 EDA_BIN = Path(sys.prefix) / "eda" / "bin"  # the eda venv beside the one running pytest (scripts/setup_venv.sh)
 RULEBOOK = EDA_BIN / "ansible-rulebook"

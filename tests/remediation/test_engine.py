@@ -8,7 +8,8 @@ import sys
 import threading
 
 import pytest
-from kit import FakeRunner, alert, payload
+from alert_payload import alert, payload
+from kit import FakeRunner
 
 from remediation.alertmanager import parse
 from remediation.engine import Engine

@@ -7,7 +7,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from kit import FakeRunner, alert, payload
+from alert_payload import alert, payload
+from kit import FakeRunner
 from waiting import wait_for
 
 from remediation.alertmanager import parse

@@ -8,7 +8,7 @@ import stat
 
 import pytest
 import yaml
-from kit import alert, payload
+from alert_payload import alert, payload
 
 from remediation.policy import parse
 from remediation.runner import safe_env

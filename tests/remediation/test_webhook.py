@@ -11,7 +11,8 @@ import threading
 import time
 
 import pytest
-from kit import FakeRunner, alert, payload
+from alert_payload import alert, payload
+from kit import FakeRunner
 
 from remediation.alertmanager import MAX_BODY
 from remediation.engine import Engine
