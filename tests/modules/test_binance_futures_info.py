@@ -17,13 +17,13 @@ from pathlib import Path
 import pytest
 from sim_process import KEYS, NO_PROXY, free_port
 
+from ansible_collections.quantum.runbooks.plugins.module_utils import binance_connectivity as mod
 from ansible_collections.quantum.runbooks.plugins.module_utils import binance_probe
 from ansible_collections.quantum.runbooks.plugins.module_utils.binance_common import (
     binance_argument_spec,
     make_client,
     redact,
 )
-from ansible_collections.quantum.runbooks.plugins.modules import binance_futures_info as mod
 
 ROOT = Path(__file__).resolve().parents[2]
 PROBE_PY = ROOT / "plugins" / "module_utils" / "binance_probe.py"
