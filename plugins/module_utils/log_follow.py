@@ -7,7 +7,7 @@ import queue
 import threading
 import time
 
-from ansible_collections.quantum.runbooks.plugins.module_utils.log_events import iter_lines, split_line
+from ansible_collections.quantum.runbooks.plugins.module_utils.log_events import LogSummary, iter_lines, split_line
 
 
 def read_all(stream, consume):
@@ -63,3 +63,23 @@ def follow(container, kwargs, summary, wait_for_all, wait_for_any, timeout):
             break
     met = awaited(summary.counts, wait_for_all, wait_for_any)
     return {"met": met, "waited_s": round(time.monotonic() - started, 3)}
+
+
+def summarise(client, name, p, not_found=LookupError):
+    """Stream one container's log lines through a LogSummary; {'exists': False} when it is missing.
+    ``p``: tail (-1 = all), since (seconds back, 0 = no limit), since_ts (epoch, wins), correlation_id, keep_last.
+    NotFound is the Docker SDK's, passed in so this file needs no Docker import."""
+    try:
+        container = client.containers.get(name)
+    except not_found:
+        return {"exists": False}
+    kwargs = {"stream": True, "follow": False, "timestamps": True}
+    if p["tail"] >= 0:
+        kwargs["tail"] = p["tail"]
+    if p["since_ts"]:
+        kwargs["since"] = float(p["since_ts"])
+    elif p["since"] > 0:
+        kwargs["since"] = int(time.time()) - p["since"]
+    summary = LogSummary(keep_last=p["keep_last"], correlation_id=p["correlation_id"])
+    read_all(container.logs(**kwargs), summary.add)
+    return dict(exists=True, **summary.result(time.time()))

@@ -9,6 +9,7 @@ the invocation, every message (also when an argument fails validation) and the s
 writes; `masked_url()` is the URL to show."""
 from __future__ import annotations
 
+import json
 import re
 import traceback
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -24,7 +25,9 @@ from ansible_collections.quantum.runbooks.plugins.module_utils.docker_sdk import
 from ansible_collections.quantum.runbooks.plugins.module_utils.missing_library import missing_library
 from ansible_collections.quantum.runbooks.plugins.module_utils.redis_streams import (
     ContainerUnavailable,
+    RedisError,
     one_line,
+    probe,
     resolve_container_url,
 )
 
@@ -165,3 +168,73 @@ def container_target(params):
                                     f"via {params['docker_host']}: {err}")
     finally:
         client.close()
+
+
+def read_policy_flag(path):
+    """(set, error) without writing: the query never fails on the file."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+        policy = json.loads(text) if text.strip() else {}
+    except FileNotFoundError:
+        return False, None
+    except (OSError, ValueError) as err:
+        return None, f"cannot read the policy file {path}: {one_line(str(err))}"
+    return bool(isinstance(policy, dict) and policy.get("kill_switch")), None
+
+
+def read_kill_switch(p):
+    """Read-only: is the switch engaged in Redis or in the policy file, since when, and why. ``p``: the
+    connection options, ``key`` and ``policy_file``. Never raises for Redis or file trouble: it is in the result."""
+    result = {"engaged": False, "since": None, "redis": {"target": None}}
+    if p["policy_file"]:
+        flag, error = read_policy_flag(p["policy_file"])
+        result["policy"] = {"path": p["policy_file"], "set": flag, "error": error}
+        result["engaged"] = bool(flag)
+    url, error = p["url"], None
+    if not url:
+        url, _state, error = container_target(p)
+    if error:
+        result["redis"]["error"] = error
+        return result
+    result["redis"]["target"] = masked_url(url)
+    client = redis_client(url, p["timeout"])
+    try:
+        raw = client.get(p["key"])
+    except RedisError as err:
+        result["redis"]["error"] = one_line(str(err))
+        return result
+    finally:
+        client.close()
+    try:
+        value = json.loads(raw) if raw is not None else None
+    except ValueError:
+        value = {"raw": raw}  # set by hand (go_live_abort.sh may store a plain string)
+    value = value if isinstance(value, dict) or value is None else {"raw": value}
+    result["redis"]["set"] = raw is not None
+    result["redis"]["value"] = value
+    if value is not None:
+        result["engaged"] = True
+        result["since"] = value.get("at")
+    return result
+
+
+def stream_info(params):
+    """redis_stream_info's result (without ``changed``) for validated ``params``: PING, streams, groups."""
+    result = {"reachable": False, "ping": False, "error": None, "target": None,
+              "redis_version": None, "streams": {}}
+    url = params["url"]
+    if not url:
+        url, state, error = container_target(params)
+        result["container_state"] = state
+        if error:
+            result["error"] = error
+            return result
+    target = masked_url(url)
+    result["target"] = target
+    client = redis_client(url, params["timeout"])
+    try:
+        result.update(probe(client, params["streams"], params["idle_after_ms"], target=target))
+    finally:
+        client.close()
+    return result

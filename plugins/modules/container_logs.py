@@ -146,8 +146,6 @@ last_preflight:
   returned: when the container exists
 """
 
-import time
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.quantum.runbooks.plugins.module_utils.docker_sdk import (
@@ -157,8 +155,7 @@ from ansible_collections.quantum.runbooks.plugins.module_utils.docker_sdk import
     NotFound,
     docker_client,
 )
-from ansible_collections.quantum.runbooks.plugins.module_utils.log_events import LogSummary
-from ansible_collections.quantum.runbooks.plugins.module_utils.log_follow import read_all
+from ansible_collections.quantum.runbooks.plugins.module_utils.log_follow import summarise
 from ansible_collections.quantum.runbooks.plugins.module_utils.missing_library import missing_library
 
 
@@ -185,29 +182,11 @@ def main():
     try:
         client = docker_client(p["docker_host"], p["timeout"])
         if p["name"]:
-            module.exit_json(changed=False, **summarise(client, p["name"], p))
+            module.exit_json(changed=False, **summarise(client, p["name"], p, NotFound))
         # Several containers (e.g. a trace across services): one module run, one summary each.
-        module.exit_json(changed=False, containers={name: summarise(client, name, p) for name in p["names"]})
+        module.exit_json(changed=False, containers={name: summarise(client, name, p, NotFound) for name in p["names"]})
     except DockerException as err:
         module.fail_json(msg=f"cannot reach Docker at {p['docker_host']}: {err}")
-
-
-def summarise(client, name, p):
-    """Stream one container's log lines through a LogSummary; {'exists': False} when it is missing."""
-    try:
-        container = client.containers.get(name)
-    except NotFound:
-        return {"exists": False}
-    kwargs = {"stream": True, "follow": False, "timestamps": True}
-    if p["tail"] >= 0:
-        kwargs["tail"] = p["tail"]
-    if p["since_ts"]:
-        kwargs["since"] = float(p["since_ts"])
-    elif p["since"] > 0:
-        kwargs["since"] = int(time.time()) - p["since"]
-    summary = LogSummary(keep_last=p["keep_last"], correlation_id=p["correlation_id"])
-    read_all(container.logs(**kwargs), summary.add)
-    return dict(exists=True, **summary.result(time.time()))
 
 
 if __name__ == "__main__":

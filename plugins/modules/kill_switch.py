@@ -115,6 +115,7 @@ from ansible_collections.quantum.runbooks.plugins.module_utils.redis_connect imp
     container_target,
     fail_without_libraries,
     masked_url,
+    read_kill_switch,
     redis_client,
 )
 from ansible_collections.quantum.runbooks.plugins.module_utils.redis_streams import RedisError, one_line
@@ -162,52 +163,9 @@ def set_redis_key(module, client, key, engaged, reason):
     return True, None, True
 
 
-def read_policy_flag(path):
-    """(set, error) without writing: the query never fails on the file."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
-        policy = json.loads(text) if text.strip() else {}
-    except FileNotFoundError:
-        return False, None
-    except (OSError, ValueError) as err:
-        return None, f"cannot read the policy file {path}: {one_line(str(err))}"
-    return bool(isinstance(policy, dict) and policy.get("kill_switch")), None
-
-
 def query(module, p):
     """Read-only: is the switch engaged in Redis or in the policy file, since when, and why."""
-    result = {"changed": False, "engaged": False, "since": None, "redis": {"target": None}}
-    if p["policy_file"]:
-        flag, error = read_policy_flag(p["policy_file"])
-        result["policy"] = {"path": p["policy_file"], "set": flag, "error": error}
-        result["engaged"] = bool(flag)
-    url, error = p["url"], None
-    if not url:
-        url, _state, error = container_target(p)
-    if error:
-        result["redis"]["error"] = error
-        module.exit_json(**result)
-    result["redis"]["target"] = masked_url(url)
-    client = redis_client(url, p["timeout"])
-    try:
-        raw = client.get(p["key"])
-    except RedisError as err:
-        result["redis"]["error"] = one_line(str(err))
-        module.exit_json(**result)
-    finally:
-        client.close()
-    try:
-        value = json.loads(raw) if raw is not None else None
-    except ValueError:
-        value = {"raw": raw}  # set by hand (go_live_abort.sh may store a plain string)
-    value = value if isinstance(value, dict) or value is None else {"raw": value}
-    result["redis"]["set"] = raw is not None
-    result["redis"]["value"] = value
-    if value is not None:
-        result["engaged"] = True
-        result["since"] = value.get("at")
-    module.exit_json(**result)
+    module.exit_json(changed=False, **read_kill_switch(p))
 
 
 def main():

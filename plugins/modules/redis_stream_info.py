@@ -230,15 +230,12 @@ from ansible_collections.quantum.runbooks.plugins.module_utils.redis_connect imp
     CONNECTION_SPEC,
     RedisModule,
     check_url,
-    container_target,
     fail_without_libraries,
-    masked_url,
-    redis_client,
+    stream_info,
 )
 from ansible_collections.quantum.runbooks.plugins.module_utils.redis_streams import (
     DEFAULT_IDLE_AFTER_MS,
     DEFAULT_STREAMS,
-    probe,
 )
 
 ARGUMENT_SPEC = dict(
@@ -246,27 +243,6 @@ ARGUMENT_SPEC = dict(
     streams=dict(type="list", elements="str", default=list(DEFAULT_STREAMS)),
     idle_after_ms=dict(type="int", default=DEFAULT_IDLE_AFTER_MS),
 )
-
-
-def run(params):
-    """The module's result (without ``changed``) for validated ``params``."""
-    result = {"reachable": False, "ping": False, "error": None, "target": None,
-              "redis_version": None, "streams": {}}
-    url = params["url"]
-    if not url:
-        url, state, error = container_target(params)
-        result["container_state"] = state
-        if error:
-            result["error"] = error
-            return result
-    target = masked_url(url)
-    result["target"] = target
-    client = redis_client(url, params["timeout"])
-    try:
-        result.update(probe(client, params["streams"], params["idle_after_ms"], target=target))
-    finally:
-        client.close()
-    return result
 
 
 def main():
@@ -284,7 +260,7 @@ def main():
     check_url(module)
     if not p["url"] and not p["container"]:
         module.fail_json(msg="set url or container")
-    module.exit_json(changed=False, **run(p))
+    module.exit_json(changed=False, **stream_info(p))
 
 
 if __name__ == "__main__":

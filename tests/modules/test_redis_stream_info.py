@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from ansible_collections.quantum.runbooks.plugins.module_utils import redis_connect
 from ansible_collections.quantum.runbooks.plugins.module_utils import redis_streams as rs
-from ansible_collections.quantum.runbooks.plugins.modules import redis_stream_info as rsi
 
 docker = pytest.importorskip("docker")
 redis = pytest.importorskip("redis")
@@ -258,20 +258,20 @@ def test_missing_stream_and_wrong_type(box):
 
 def test_url_mode_with_password_masks_it(box):
     url = f"redis://tester:{PASSWORD}@127.0.0.1:{box['port']}/0"
-    result = rsi.run(params(url=url, streams=[INTENT]))
+    result = redis_connect.stream_info(params(url=url, streams=[INTENT]))
     assert result["reachable"] and result["ping"] and result["error"] is None, result
     assert result["target"] == f"redis://tester:********@127.0.0.1:{box['port']}/0"
     assert "container_state" not in result
     assert result["streams"][INTENT]["length"] == 5
     assert PASSWORD not in json.dumps(result)
-    bad = rsi.run(params(url=f"redis://tester:wrong-{PASSWORD}@127.0.0.1:{box['port']}/0"))
+    bad = redis_connect.stream_info(params(url=f"redis://tester:wrong-{PASSWORD}@127.0.0.1:{box['port']}/0"))
     assert bad["reachable"] is True and bad["ping"] is False
     assert "AuthenticationError" in bad["error"] and PASSWORD not in json.dumps(bad)
 
 
 def test_unknown_container_is_a_result(box):
     name = f"qt-test-redis-absent-{uuid.uuid4().hex[:8]}"
-    result = rsi.run(params(container=name))
+    result = redis_connect.stream_info(params(container=name))
     assert result["container_state"] == "missing"
     assert result["reachable"] is False and result["ping"] is False
     assert result["error"] == f"container {name} does not exist"
@@ -279,7 +279,7 @@ def test_unknown_container_is_a_result(box):
 
 
 def test_unreachable_docker_is_a_result():
-    result = rsi.run(params(docker_host="unix:///nonexistent/docker.sock", timeout=1))
+    result = redis_connect.stream_info(params(docker_host="unix:///nonexistent/docker.sock", timeout=1))
     assert result["reachable"] is False and result["container_state"] is None
     assert "unix:///nonexistent/docker.sock" in result["error"] and "\n" not in result["error"]
 
@@ -289,12 +289,12 @@ def test_hung_redis_times_out_within_the_bound(box, dc):
     subprocess.run(["docker", "pause", box["name"]], check=True, capture_output=True, timeout=30)
     try:
         start = time.monotonic()
-        result = rsi.run(params(url=f"redis://{box['ip']}:6379/0", timeout=1))
+        result = redis_connect.stream_info(params(url=f"redis://{box['ip']}:6379/0", timeout=1))
         elapsed = time.monotonic() - start
         assert result["reachable"] is False and result["ping"] is False
         assert result["error"].startswith(f"cannot reach Redis at redis://{box['ip']}:6379/0: TimeoutError")
         assert elapsed < 1 + 1.0, elapsed
-        paused = rsi.run(params(container=box["name"], timeout=1))
+        paused = redis_connect.stream_info(params(container=box["name"], timeout=1))
         assert paused["container_state"] == "paused" and "not running" in paused["error"]
     finally:
         subprocess.run(["docker", "unpause", box["name"]], capture_output=True, timeout=30, check=False)
@@ -309,7 +309,7 @@ def test_stopped_redis_is_unreachable_not_a_failure(dc):
                   params(url=f"redis://127.0.0.1:{own['port']}/0", timeout=1),
                   params(url=f"redis://{own['ip']}:6379/0", timeout=1)):
             start = time.monotonic()
-            result = rsi.run(p)
+            result = redis_connect.stream_info(p)
             elapsed = time.monotonic() - start
             assert result["reachable"] is False and result["ping"] is False, result
             assert result["error"] and "\n" not in result["error"]
@@ -369,7 +369,7 @@ def test_lab_intent_stream_has_executor_group(lab):
     The `lab` fixture itself runs `labctl up` and, at teardown, `labctl fault healthy`,
     which clears faults someone else injected: on a shared lab run `-m "not lab"`.
     """
-    result = rsi.run(params(container="quantum_redis", streams=[INTENT]))
+    result = redis_connect.stream_info(params(container="quantum_redis", streams=[INTENT]))
     assert result["container_state"] == "running", result["error"]
     assert result["reachable"] and result["ping"], result["error"]
     intent = result["streams"][INTENT]
