@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from ansible_collections.quantum.runbooks.plugins.module_utils.trace import timeline
-from ansible_collections.quantum.runbooks.plugins.module_utils.verdict import STEPS, decide
+from ansible_collections.quantum.runbooks.plugins.module_utils.verdict import STEPS, decide, fleet_rows, fleet_table
 
 # Documentation: one <filter name>.yml per filter beside this file (this file is named after the first;
 # Galaxy lists each plugin file as a filter).
@@ -32,6 +32,10 @@ def check_summaries(results, findings, started_at):
     return out
 
 
+def fleet_verdicts(reports):
+    return fleet_rows(reports)
+
+
 def correlation_timeline(events_by_service, correlation_id):
     return timeline(events_by_service, correlation_id)
 
@@ -39,4 +43,5 @@ def correlation_timeline(events_by_service, correlation_id):
 class FilterModule:
     def filters(self):
         return {"diagnose_verdict": diagnose_verdict, "correlation_timeline": correlation_timeline,
-                "check_summaries": check_summaries}
+                "check_summaries": check_summaries, "fleet_verdicts": fleet_verdicts,
+                "fleet_table": fleet_table}

@@ -320,3 +320,34 @@ def decide(checks, thresholds=None, inventory="inventory/lab.yml", available_pla
                         "command": _PB.format(inventory=inventory, playbook=playbook) if playbook else None},
         "thresholds": t,
     }
+
+
+# Worst first: the verdict precedence, then a host we could not see, then the healthy ones.
+FLEET_ORDER = PRECEDENCE + ("INCONCLUSIVE", "HEALTHY")
+
+
+def fleet_rows(reports):
+    """One row per host (host, verdict, next command or action), worst first. ``reports``: {host: the
+    diagnosis report dict, or None when the host's play ended before its report}."""
+    rows = []
+    for host, report in (reports or {}).items():
+        if not report:
+            rows.append({"host": host, "verdict": "NO_REPORT", "next": "see this host's tasks in the play output"})
+            continue
+        verdict = report.get("verdict") or {}
+        recommended = verdict.get("recommended") or {}
+        rows.append({"host": host, "verdict": verdict.get("primary"),
+                     "next": recommended.get("command") or recommended.get("action") or ""})
+
+    def rank(row):
+        order = FLEET_ORDER.index(row["verdict"]) if row["verdict"] in FLEET_ORDER else -1  # unknown: top
+        return (order, row["host"])
+    return sorted(rows, key=rank)
+
+
+
+def fleet_table(rows):
+    """fleet_rows' rows as aligned text lines: a header, then one line per host."""
+    cells = [("HOST", "VERDICT", "NEXT")] + [(r["host"], r["verdict"], r["next"]) for r in rows]
+    width = [max(len(str(c[i])) for c in cells) for i in range(2)]
+    return ["%-*s  %-*s  %s" % (width[0], c[0], width[1], c[1], c[2]) for c in cells]

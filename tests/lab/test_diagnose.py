@@ -115,3 +115,34 @@ def test_check_4_always_reports_like_checks_1_to_3(lab, tmp_path):
     assert report["verdict"]["primary"] == "INCONCLUSIVE"
     text = "".join(p.read_text() for p in (tmp_path / "lab").glob("diagnosis-*.md"))
     assert "### 4. Trace of 0f0f0f0f-trace-me" in text and "Could not run:" in text, text[-2000:]
+
+
+def test_a_fleet_ends_with_one_table_worst_first_and_one_fleet_report(fault, tmp_path):
+    """Two hosts on the hung lab and one that does not answer: the run ends with one table, the hung hosts
+    first (with the command to run), the blind one after them, and a fleet report beside the per-host ones."""
+    fault("executor_hang")
+    lab = "ansible_connection: local, ansible_python_interpreter: '{{ ansible_playbook_python }}'"
+    inventory = tmp_path / "fleet.yml"
+    inventory.write_text(
+        "all:\n  children:\n    quantum_trader:\n      hosts:\n"
+        f"        lab-b: {{{lab}}}\n        lab-a: {{{lab}}}\n"
+        "        down-host: {ansible_host: 127.0.0.1, ansible_port: 1, ansible_connection: ssh,"
+        " ansible_ssh_common_args: -o ConnectTimeout=3}\n"
+        f"      vars: {{qt_project_dir: '{ROOT}/lab/run/quantum_trader',"
+        " binance_connectivity_host_futures_url: 'http://127.0.0.1:18080/fapi',"
+        " binance_connectivity_host_futures_testnet_url: 'http://127.0.0.1:18081/fapi',"
+        " diagnose_verdict_no_signal_after_s: 6, diagnose_verdict_unanswered_after_s: 5}\n")
+    res = subprocess.run([*PLAYBOOK[:1], "-i", str(inventory), "diagnose.yml", "-e", f"diagnose_report_dir={tmp_path}"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=180, check=False)
+    fleet = json.loads((tmp_path / "fleet-latest.json").read_text())["hosts"]
+    assert [(r["host"], r["verdict"]) for r in fleet] == [
+        ("lab-a", "EXECUTOR_HUNG"), ("lab-b", "EXECUTOR_HUNG"), ("down-host", "INCONCLUSIVE")], res.stdout[-3000:]
+    assert fleet[0]["next"].startswith("ansible-playbook") and "mitigate_restart_executor" in fleet[0]["next"]
+    for host in ("lab-a", "lab-b", "down-host"):  # the per-host reports are still there
+        assert (tmp_path / host / "diagnosis-latest.md").exists()
+    # The table is the run's last word before the recap, printed once.
+    table = res.stdout[res.stdout.rindex("Fleet (worst first)"):res.stdout.index("PLAY RECAP")]
+    assert res.stdout.count("Fleet (worst first)") == 1
+    assert [line.split('"')[1].split()[:2] for line in table.splitlines() if '"lab-' in line or '"down-' in line] == [
+        ["lab-a", "EXECUTOR_HUNG"], ["lab-b", "EXECUTOR_HUNG"], ["down-host", "INCONCLUSIVE"]]
+    assert "| lab-a | EXECUTOR_HUNG |" in (tmp_path / "fleet-latest.md").read_text()

@@ -183,3 +183,22 @@ def test_orders_lost_on_restart_are_reported_but_never_primary():
     assert v["primary"] == "HEALTHY"
     assert [(f["code"], f["severity"]) for f in v["findings"]] == [("ORDERS_LOST_ON_RESTART", "info")]
     assert v["findings"][0]["evidence"] == ["correlation_id c-lost (BTCUSDT)"]
+
+
+def test_fleet_rows_put_the_worst_verdict_first_and_a_missing_report_on_top():
+    from ansible_collections.quantum.runbooks.plugins.module_utils.verdict import fleet_rows, fleet_table
+
+    def report(primary, command=None, action="act"):
+        return {"verdict": {"primary": primary, "recommended": {"command": command, "action": action}}}
+    rows = fleet_rows({"b-healthy": report("HEALTHY", action="Nothing to do."),
+                       "a-healthy": report("HEALTHY", action="Nothing to do."),
+                       "blind": report("INCONCLUSIVE"),
+                       "hung": report("EXECUTOR_HUNG", "ansible-playbook -i inv mitigate_restart_executor.yml"),
+                       "redis": report("EVENT_BUS_DOWN"),
+                       "gone": None})
+    assert [r["host"] for r in rows] == ["gone", "redis", "hung", "blind", "a-healthy", "b-healthy"]
+    assert rows[2]["next"].endswith("mitigate_restart_executor.yml")  # the command wins over the action
+    lines = fleet_table(rows)
+    assert lines[0].split() == ["HOST", "VERDICT", "NEXT"]
+    # the verdict column starts after the widest host name, on every line
+    assert all(line[len("a-healthy") + 2:].startswith(r["verdict"]) for line, r in zip(lines[1:], rows, strict=True))
