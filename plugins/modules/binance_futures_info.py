@@ -371,7 +371,6 @@ env_drift:
 """
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.quantum.runbooks.plugins.module_utils.binance_common import fail_without_libraries
 from ansible_collections.quantum.runbooks.plugins.module_utils.binance_connectivity import (
     ParameterError,
     argument_spec,
@@ -381,7 +380,6 @@ from ansible_collections.quantum.runbooks.plugins.module_utils.binance_connectiv
 
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    fail_without_libraries(module)
     try:
         result = connectivity(module.params, module.no_log_values)
     except ParameterError as err:
