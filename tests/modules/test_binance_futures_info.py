@@ -310,6 +310,25 @@ def test_checks_stuck_orders(sim):
     assert (oo["count"], oo["own_count"], oo["stuck_count"], oo["truncated"], len(oo["orders"])) == (3, 1, 0, True, 1)
 
 
+@pytest.mark.parametrize("err,expected", [
+    (binance_exchange.ExchangeError("credentials", "m", 401, -2015), ("rejected", 401, -2015, None)),
+    (binance_exchange.ExchangeError("credentials", "m", 400, -1022), ("rejected", 400, -1022, None)),
+    (binance_exchange.ExchangeError("api", "m", 400, -1021), ("clock_skew", 400, -1021, None)),
+    (binance_exchange.ExchangeError("rate_limited", "m", 429, -1003, 30), ("rate_limited", 429, -1003, None)),
+    (binance_exchange.ExchangeError("banned", "m", 418, -1003, 120), ("ip_banned", 418, -1003, None)),
+    (binance_exchange.ExchangeError("unknown", "m", 503, -1000), ("error", 503, -1000, None)),
+    (binance_exchange.ExchangeError("unknown", "Invalid Response: x", 200), ("error", 200, None, None)),
+    (binance_exchange.ExchangeError("unreachable", "m", cause="dns"), ("unreachable", None, None, "dns")),
+    (binance_exchange.ExchangeError("unknown", "m", cause="timeout"), ("unreachable", None, None, "timeout")),
+    (binance_exchange.ExchangeError("unknown", "m", cause="other"), ("unreachable", None, None, "other")),
+    (binance_exchange.ExchangeError("unknown", "ValueError: m"), ("error", None, None, None)),
+])
+def test_outcome_reads_the_clients_errors(err, expected):
+    out = mod.outcome(err)
+    assert (out["status"], out["http_status"], out["error_code"], out["error_kind"]) == expected
+    assert out["error_msg"] == err.msg and out["reason"] is None
+
+
 def test_summarize_orders_uses_the_exchange_clock():
     now_server = 2_000_000_000_000
     orders = [{"clientOrderId": "qtx-a", "time": now_server - 301_000, "orderId": 1},
