@@ -13,7 +13,7 @@ short_description: Sum Binance USD-M futures income (realized PnL, commissions, 
 version_added: "0.1.0"
 description:
   - Reads the exchange clock (C(GET /fapi/v1/time), weight 1), then the account's income history
-    (C(GET /fapi/v1/income), USER_DATA, weight 30, python-binance's C(futures_income_history)) from
+    (C(GET /fapi/v1/income), USER_DATA, weight 30) from
     O(start_time) to O(end_time), and sums it per income type, per symbol and per asset.
   - Pages by time - each page starts at the last record's millisecond (records are de-duplicated by
     C(incomeType) and C(tranId), which Binance keeps unique per type) - until a page is not full, at most
@@ -50,6 +50,7 @@ options:
     default: 10
 extends_documentation_fragment:
   - quantum.runbooks.binance
+  - quantum.runbooks.binance.exchange
 notes:
   - Income history is the exchange's own ledger. It does not contain unrealized PnL (read
     M(quantum.runbooks.binance_futures_positions)), nor anything about orders that never reached the exchange.

@@ -112,6 +112,7 @@ seealso:
     link: https://developers.binance.com/docs/derivatives/usds-margined-futures/trade/rest-api/Auto-Cancel-All-Open-Orders
 extends_documentation_fragment:
   - quantum.runbooks.binance
+  - quantum.runbooks.binance.exchange
 author:
   - qt-runbooks maintainers (!UNKNOWN)
 """

@@ -14,7 +14,7 @@ version_added: "0.1.0"
 description:
   - The emergency stop's optional step "close positions with reduce-only market orders", done safely.
   - O(state=read) (the default) reads the exchange clock (C(GET /fapi/v1/time), weight 1) and the positions
-    (C(GET /fapi/v3/positionRisk), weight 5, what python-binance 1.0.37's C(futures_position_information) calls)
+    (C(GET /fapi/v3/positionRisk), weight 5, what python-binance 1.0.37's C(futures_position_information) reads)
     and returns the open (non-zero) ones. It never changes anything.
   - O(state=closed) reads the same way, then sends for each open position (only O(symbols) when given) one
     C(MARKET) order on the opposite side with C(reduceOnly=true) and C(quantity) = abs(C(positionAmt))
@@ -58,6 +58,7 @@ options:
     default: qtx-close-
 extends_documentation_fragment:
   - quantum.runbooks.binance
+  - quantum.runbooks.binance.exchange
 notes:
   - Stop the executor (and cancel its open orders) first - a position it opens after the first read is not
     closed; it is reported as a new position and the module fails.
