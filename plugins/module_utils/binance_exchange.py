@@ -29,6 +29,7 @@ import hmac
 import http.client
 import json
 import re
+import socket
 import threading
 import time
 import urllib.error
@@ -218,7 +219,7 @@ class Exchange:
             raise ExchangeError("unknown", str(exc), cause="timeout") from None
         except urllib.error.URLError as exc:  # before the request was sent: connect, DNS, TLS
             raise self._not_sent(exc) from None
-        except TimeoutError:
+        except (TimeoutError, socket.timeout):  # the same class since Python 3.10
             raise ExchangeError("unknown", "read timed out after %g s" % self.timeout, cause="timeout") from None
         except (ValueError, http.client.InvalidURL) as exc:  # a malformed URL: nothing was sent
             raise ExchangeError("unknown", self._clean("%s: %s" % (type(exc).__name__, exc))) from None

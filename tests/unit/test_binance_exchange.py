@@ -88,7 +88,7 @@ class Scripted:
                     self.send_response(200)
                     self.send_header("Content-Length", "100")
                     self.end_headers()
-                    for _ in range(100):
+                    for _byte in range(100):
                         if outer.release.wait(0.3):
                             return
                         self.wfile.write(b" ")
@@ -281,7 +281,7 @@ def test_connect_timeout_is_unreachable():
     listener.listen(0)
     fillers = []
     try:
-        for _ in range(3):
+        for _filler in range(3):
             filler = socket.socket()
             filler.setblocking(False)
             filler.connect_ex(listener.getsockname())
