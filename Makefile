@@ -11,7 +11,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 PY := $(VENV)/bin/python
 LABCTL := $(PY) lab/labctl
 
-.PHONY: help venv docker prometheus setup system images lab-up lab-down demo test lint sanity pytest pytest-offline pytest-lab molecule bench clean
+.PHONY: help venv docker prometheus setup system images lab-up lab-down demo ee ee-image test lint sanity pytest pytest-offline pytest-lab molecule bench clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -60,6 +60,17 @@ demo: setup  ## start the lab with FAULT (default executor_hang) and diagnose it
 	ansible-playbook -i inventory/lab.yml diagnose.yml
 	@echo; echo "Report: $(CURDIR)/reports/lab/diagnosis-latest.md (and .json)"; \
 	 echo "The lab is still running with fault '$(or $(FAULT),executor_hang)'. Heal it: $(LABCTL) fault healthy; stop it: make lab-down"
+
+# The AWX execution environment, built here without a registry or Galaxy (scripts/ee-offline.yml says what
+# differs from execution-environment.yml, and why), then diagnose.yml in it the way AWX runs a job. These set
+# nothing up: they need the venv, Docker and the lab's base image (`make setup`), `ee` the lab's SSH host too
+# (`make lab-up`), and say which is missing. The image is rebuilt only when what it holds would change.
+ee-image:  ## build the execution environment image qt-runbooks-ee:<version> offline (kept when up to date)
+	@test -x $(PY) || { echo "ee: no virtualenv at $(VENV): run make venv" >&2; exit 1; }
+	@$(PY) scripts/ee.py build
+
+ee: ee-image  ## ee-image, then diagnose.yml in it with ansible-navigator over SSH on the lab: the verdict
+	@$(PY) scripts/ee.py diagnose
 
 test: export QT_REQUIRE_TOOLS := 1
 test:  ## lint + offline tests beside the lab tests + molecule (log: reports/test-offline.log)

@@ -195,3 +195,58 @@ def test_builder_rejects_a_broken_definition(tmp_path):
     assert res.returncode != 0
     assert "bogus_key" in res.stdout + res.stderr
 
+
+# ---------------------------------------------------------------- `make ee`'s offline build (scripts/ee.py)
+
+def ee_script():
+    if str(ROOT / "scripts") not in sys.path:
+        sys.path.insert(0, str(ROOT / "scripts"))
+    import ee  # scripts/ is not a package
+    return ee
+
+
+def test_the_offline_build_changes_only_what_ee_offline_yml_lists(tmp_path):
+    """build/ee/execution-environment.yml is the committed definition plus scripts/ee-offline.yml: the same
+    Python, pins, requirement files and final checks; and ansible-builder accepts it."""
+    ee = ee_script()
+    path, generated = ee.definition(tmp_path)
+    committed, overlay = load(EE_FILE), load(ee.OVERLAY)
+    deps, ours = generated["dependencies"], committed["dependencies"]
+    for key in ("python_interpreter", "ansible_core", "ansible_runner"):
+        assert deps[key] == ours[key], key
+    for key in ("python", "system"):
+        assert Path(deps[key]) == ROOT / ours[key], key
+    assert generated["images"] == overlay["images"] and deps["galaxy"] == overlay["dependencies"]["galaxy"]
+    steps = generated["additional_build_steps"]
+    assert steps["append_final"] == committed["additional_build_steps"]["append_final"] + \
+        overlay["additional_build_steps"]["append_final"]
+    (tmp_path / "collections").mkdir()
+    (tmp_path / "requirements.yml").write_text("---\ncollections: []\n")
+    containerfile = create(path, tmp_path / "context")
+    assert 'ARG PKGMGR="/usr/local/bin/ee-apt-dnf"' in containerfile
+    assert 'ARG ANSIBLE_GALAXY_CLI_COLLECTION_OPTS="--offline"' in containerfile
+    assert "RUN /output/scripts/pip_install" not in containerfile  # Debian's pip, not ensurepip
+    assert (tmp_path / "context" / "_build" / "offline" / "ee-apt-dnf").is_file()
+    # The build's pip.conf goes after the collection checks; nothing of it stays in the image.
+    assert containerfile.index("ansible-galaxy collection list quantum.runbooks") < \
+        containerfile.index("RUN rm /etc/pip.conf") < containerfile.index("LABEL ansible-execution-environment")
+
+
+def test_a_collection_of_the_ansible_package_packs_into_an_installable_tarball(tmp_path):
+    """No Galaxy: community.docker & co. come from the venv's `ansible` package, packed back into Galaxy
+    artifacts (its copies lack tests/ and docs/: FILES.json is rewritten to what is there). The smallest
+    one, installed the way the image's galaxy stage installs them (--force: the venv has it already), and
+    packed again byte for byte."""
+    ee = ee_script()
+    source = ee._installed_collections() / "community" / "library_inventory_filtering_v1"
+    tarball = ee.pack_installed(source, tmp_path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+    res = subprocess.run([tool("ansible-galaxy"), "collection", "install", "--offline", "--no-deps", "--force", "-p",
+                          str(tmp_path / "collections"), str(tarball)], capture_output=True, text=True, timeout=120,
+                         env=env, check=False)
+    assert res.returncode == 0, res.stdout + res.stderr
+    installed = tmp_path / "collections" / "ansible_collections" / "community" / "library_inventory_filtering_v1"
+    assert (installed / "plugins").is_dir() and not (installed / "tests").exists()
+    again = tmp_path / "again"
+    again.mkdir()
+    assert ee.pack_installed(source, again).read_bytes() == tarball.read_bytes()
