@@ -99,7 +99,7 @@ pytest: pytest-offline pytest-lab  ## all pytest tests, one half after the other
 pytest-offline: venv  ## the tests that need no lab (unit, modules on a local simulator, remediation, alerts)
 	pytest -m "not lab and not integration"
 
-pytest-lab: venv images  ## the tests on the running lab (and its Redis)
+pytest-lab: venv images ee-image  ## the tests on the running lab (and its Redis; the EE test uses ee-image's image)
 	pytest -m "lab or integration"
 
 SCENARIOS := $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
