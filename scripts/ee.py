@@ -378,7 +378,7 @@ def content_hash(ee_path, tarballs, wheels_id):
     """What the image holds, as one value (its label qt.ee.hash): the definition written from the
     committed one, the files it names, the collections' content, the wheel set, the builder, the base."""
     h = hashlib.sha256()
-    h.update(ee_path.read_bytes())
+    h.update(ee_path.read_text().replace(str(ROOT), "<checkout>").encode())  # the same in any clone
     for key in ("python", "system"):
         h.update(Path(load(ee_path)["dependencies"][key]).read_bytes())
     h.update((ROOT / "scripts" / "ee-apt-dnf").read_bytes())
