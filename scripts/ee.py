@@ -536,7 +536,7 @@ def diagnose(report_dir=None, inventory=INVENTORY, tag=None, echo=False, timeout
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("action", nargs="?", choices=["build", "diagnose", "all"], default="all")
     parser.add_argument("--force", action="store_true", help="build even when the image is up to date")
     parser.add_argument("--no-cache", action="store_true", help="without Docker's layer cache (implies --force)")
