@@ -420,6 +420,7 @@ def build(force=False, no_cache=False):
         log(f"{tag} is up to date (same collections, definition and wheels: {HASH_LABEL}={digest})")
         return tag
     wheels(p["ee"], p["reqs"], p["wheels_id"], BUILD / "wheels")
+    previous = run(["docker", "image", "inspect", "-f", "{{.Id}}", tag], timeout=60).stdout.strip()
     server = serve(BUILD / "wheels")
     url = f"http://127.0.0.1:{server.server_address[1]}/"
     log_file = BUILD / "build.log"
@@ -441,6 +442,8 @@ def build(force=False, no_cache=False):
         print("\n".join(log_file.read_text().splitlines()[-15:]), file=sys.stderr)
         raise EEError(f"ansible-builder build failed (rc {proc.returncode}): see {log_file}")
     log(f"built {tag} in {time.monotonic() - started:.0f} s")
+    if previous and run(["docker", "image", "inspect", "-f", "{{.Id}}", tag], timeout=60).stdout.strip() != previous:
+        run(["docker", "image", "rm", previous], timeout=120)  # the image this one replaces (kept if in use)
     return tag
 
 
