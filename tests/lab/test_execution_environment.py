@@ -1,12 +1,15 @@
-"""The execution environment built and run (issue 16). `scripts/ee.py build` (what `make ee` runs) builds
-qt-runbooks-ee:<galaxy.yml version> from execution-environment.yml without a registry or Galaxy
-(scripts/ee-offline.yml), or keeps the image already there when its label qt.ee.hash says it holds the same
-collection content, definition and wheels: after `make ee`, or a first run of this test, it takes seconds;
-a build from nothing takes about 5 minutes here (docs/awx.md). diagnose.yml then runs in the image through
-ansible-navigator (ansible-runner in the container, as an AWX job runs) over SSH against the lab's SSH host,
-beside a local diagnose on the same healthy lab, and both must reach the same verdict.
+"""The execution environment built and run (issue 16): diagnose.yml in qt-runbooks-ee:<galaxy.yml version>
+through ansible-navigator (ansible-runner in the container, as an AWX job runs) over SSH against the lab's
+SSH host, beside a local diagnose on the same healthy lab: both must reach the same verdict.
 
-tests/packaging/test_execution_environment.py keeps the definition valid and in step offline."""
+The test does not build the image. It reuses the one `make ee` built (or `make ee-image`, which
+`make pytest-lab`, and so `make test`, runs first) and fails with that advice unless the image's label
+qt.ee.hash matches this checkout: the collections' content (MANIFEST.json + FILES.json of each tarball), the
+definition scripts/ee.py writes from execution-environment.yml, the wheel set and the base image. On this
+2-core machine a build from nothing took 3.5 to 5 minutes and a rebuild after a change to the collection 2 to
+4 (docs/awx.md): too long to hide in a test.
+
+tests/packaging/test_execution_environment.py keeps the definition valid and in step, offline."""
 import hashlib
 import json
 import subprocess

@@ -1,8 +1,8 @@
 """execution-environment.yml: valid for ansible-builder's own `create` step, and in step with
 the repo's pins, so an AWX job runs what a checkout runs. Offline and quick: no image is built
-here (`make ee` and tests/lab/test_execution_environment.py build one and run diagnose.yml in
-it), but the galaxy stage's install of our own collection is run from the build context, the
-way the image build would run it, and ansible-builder's introspection of it."""
+here (`make ee` builds one and runs diagnose.yml in it, tests/lab/test_execution_environment.py
+checks that run), but the galaxy stage's install of our own collection is run from the build
+context, the way the image build would run it, and ansible-builder's introspection of it."""
 import importlib.resources
 import os
 import re
