@@ -158,7 +158,7 @@ from ansible_collections.quantum.runbooks.plugins.module_utils.docker_sdk import
     docker_client,
 )
 from ansible_collections.quantum.runbooks.plugins.module_utils.log_events import LogSummary
-from ansible_collections.quantum.runbooks.plugins.module_utils.log_follow import read_all
+from ansible_collections.quantum.runbooks.plugins.module_utils.log_follow import log_blocks, read_all
 from ansible_collections.quantum.runbooks.plugins.module_utils.missing_library import missing_library
 
 
@@ -198,7 +198,7 @@ def summarise(client, name, p):
         container = client.containers.get(name)
     except NotFound:
         return {"exists": False}
-    kwargs = {"stream": True, "follow": False, "timestamps": True}
+    kwargs = {"timestamps": True}
     if p["tail"] >= 0:
         kwargs["tail"] = p["tail"]
     if p["since_ts"]:
@@ -206,7 +206,7 @@ def summarise(client, name, p):
     elif p["since"] > 0:
         kwargs["since"] = int(time.time()) - p["since"]
     summary = LogSummary(keep_last=p["keep_last"], correlation_id=p["correlation_id"])
-    read_all(container.logs(**kwargs), summary.add)
+    read_all(log_blocks(container, **kwargs), summary.add)
     return dict(exists=True, **summary.result(time.time()))
 
 
