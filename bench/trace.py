@@ -18,8 +18,9 @@ also on Ctrl-C. Then, each in a fresh child process:
                process: the read alone, without any module start-up
 
 Prints wall time and peak RSS (getrusage RUSAGE_CHILDREN of a wrapper: the largest process of the run)
-with ratios to grep, and checks that every way finds the same number of matching lines (a MISMATCH line
-otherwise: a defect). No thresholds, no assertions; exit 2 when the base image is missing.
+with ratios to grep, the start-up cost of each way alone (the same runs with tail=0), and checks that
+every way finds the same number of matching lines (a MISMATCH line otherwise: a defect). No thresholds,
+no assertions; exit 2 when the base image is missing.
 Usage: .venv/bin/python bench/trace.py [--lines 1000000] [--runs 1]
 """
 import argparse
@@ -206,13 +207,18 @@ def main():
             for _dummy in range(runs):  # interleaved, so a busy moment on the machine hits every way alike
                 for way, run in ways.items():
                     samples[way].append(run())
+            # The start-up cost on its own: the same runs reading nothing (tail=0).
+            empty = dict(module_args, tail=0)
+            startup = {"ansible": lambda: run_ansible(name, empty), "module": lambda: run_module(name, empty, tmp),
+                       "in-process": lambda: run_in_process(name, empty)}
+            startup = {way: statistics.median(run()[0] for _dummy in range(runs)) for way, run in startup.items()}
     finally:
         docker("rm", "-f", name, check=False)
-    report(samples)
+    report(samples, startup)
     return 0
 
 
-def report(samples):
+def report(samples, startup):
     med = {way: (statistics.median(s[0] for s in runs), max(s[1] for s in runs), [s[2] for s in runs],
                  [s[3] for s in runs]) for way, runs in samples.items()}
     base_wall, base_rss = med["grep"][0], med["grep"][1]
@@ -228,9 +234,8 @@ def report(samples):
               + f", expected {EXPECTED}")
     else:
         print(f"same matches: every way found the {EXPECTED} lines")
-    ansible, module, inproc = med["ansible"][0], med["module"][0], statistics.median(med["in-process"][3])
-    print(f"start-up cost: ansible - module only {ansible - module:.2f} s, module only - read alone "
-          f"{module - inproc:.2f} s")
+    print(f"start-up alone (tail=0, nothing read): ansible {startup['ansible']:.2f} s, module only "
+          f"{startup['module']:.2f} s, in-process {startup['in-process']:.2f} s (python start and imports)")
 
 
 if __name__ == "__main__":
