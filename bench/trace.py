@@ -105,10 +105,19 @@ def docker(*args, check=True, timeout=120):
 
 
 def measure(cmd, env=None):
-    """(wall s, peak RSS MB, rc, stdout) of `cmd` run by a fresh wrapper process."""
-    proc = subprocess.run([sys.executable, "-c", WRAPPER, str(CAP), *cmd], capture_output=True, cwd=ROOT,
-                          env=env, check=True)
-    head, _dummy, out = proc.stdout.partition(b"\n")
+    """(wall s, peak RSS MB, rc, stdout) of `cmd` run by a fresh wrapper process, in a process group of its
+    own: an interrupted bench kills it with everything it started (ansible's workers, the module)."""
+    proc = subprocess.Popen([sys.executable, "-c", WRAPPER, str(CAP), *cmd], stdout=subprocess.PIPE, cwd=ROOT,
+                            env=env, start_new_session=True)
+    try:
+        stdout, _dummy = proc.communicate()
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
+    if proc.returncode:
+        raise SystemExit(f"the measuring wrapper failed (rc {proc.returncode})")
+    head, _dummy, out = stdout.partition(b"\n")
     wall, rss, rc = head.decode().split()
     return float(wall), int(rss) / 1024, rc, out.decode("utf-8", "replace")
 
