@@ -21,6 +21,7 @@ module/naive, and a DEFECT line if a manual order was touched or an own order is
 No thresholds, no assertions; exit 1 only on a DEFECT. Usage: .venv/bin/python bench/cancel.py [--runs 3]
 """
 import argparse
+import signal
 import statistics
 import sys
 import tempfile
@@ -115,6 +116,8 @@ def main():
     parser.add_argument("--runs", type=int, default=3, help="runs per way (median wall time; default 3)")
     args = parser.parse_args()
     runs = max(1, min(args.runs, 20))
+    for sig in (signal.SIGTERM, signal.SIGHUP):  # like Ctrl-C: the simulator is stopped on the way out
+        signal.signal(sig, signal.default_int_handler)
     with tempfile.TemporaryDirectory(prefix="qtbench-cancel-") as tmp:
         sim = SimProcess(Path(tmp), SIM_EXTRA_SYMBOLS=",".join(EXTRA))
         try:
