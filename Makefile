@@ -118,6 +118,8 @@ molecule: venv
 bench: images  ## speed/memory ratios against a baseline measured in the same run
 	$(PY) bench/diagnose.py
 	$(PY) bench/restart.py
+	$(PY) bench/trace.py
+	$(PY) bench/cancel.py
 
 clean: lab-down  ## stop the lab and remove generated files
 	rm -rf reports lab/run

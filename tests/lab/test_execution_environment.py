@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.lab, pytest.mark.ee, pytest.mark.usefixtures("qt_owns_the_project")]  # one owner, as in production
+# one owner, as in production
+pytestmark = [pytest.mark.lab, pytest.mark.ee, pytest.mark.usefixtures("qt_owns_the_project")]
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
