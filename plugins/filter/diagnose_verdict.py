@@ -3,6 +3,7 @@
 """Filters that turn check results into the diagnosis (logic in module_utils/verdict.py)."""
 from __future__ import annotations
 
+from ansible_collections.quantum.runbooks.plugins.module_utils.check_results import executor_result
 from ansible_collections.quantum.runbooks.plugins.module_utils.trace import timeline
 from ansible_collections.quantum.runbooks.plugins.module_utils.verdict import STEPS, decide, fleet_rows, fleet_table
 
@@ -32,6 +33,10 @@ def check_summaries(results, findings, started_at):
     return out
 
 
+def executor_health_result(read, finished_at):
+    return executor_result(read, finished_at)
+
+
 def fleet_verdicts(reports):
     return fleet_rows(reports)
 
@@ -44,4 +49,5 @@ class FilterModule:
     def filters(self):
         return {"diagnose_verdict": diagnose_verdict, "correlation_timeline": correlation_timeline,
                 "check_summaries": check_summaries, "fleet_verdicts": fleet_verdicts,
-                "fleet_table": fleet_table}
+                "fleet_table": fleet_table,
+                "executor_health_result": executor_health_result}

@@ -75,3 +75,20 @@ def test_every_slice_documents_its_options(name):
     from ansible_collections.quantum.runbooks.plugins.modules import diagnose_probes as mod
     doc = yaml.safe_load(mod.DOCUMENTATION)["options"][name]["suboptions"]
     assert set(doc) == set(dp.SPECS[name])
+
+
+def test_check_1_reads_an_operator_stop_from_either_place_and_a_failed_slice_as_not_run():
+    from ansible_collections.quantum.runbooks.plugins.module_utils.check_results import executor_result
+
+    read = {"exists": True, "restart_count": 2, "state": {"status": "exited", "running": False, "exit_code": 0},
+            "logs": {"last_log_age_s": 40.0, "unanswered": [{"correlation_id": "c"}]},
+            "kill_switch": {"engaged": True, "since": "2026-12-03T03:00:00Z",
+                            "redis": {"set": True, "value": {"by": "alice"}}, "policy": {"set": True}}}
+    out = executor_result(read, 5.0)
+    assert (out["status"], out["running"], out["restart_count"], out["unanswered"]) == (
+        "exited", False, 2, [{"correlation_id": "c"}])
+    assert out["operator_stop"] == {"engaged": True, "since": "2026-12-03T03:00:00Z",
+                                    "where": ["redis", "policy file"], "detail": {"by": "alice"}}
+    assert executor_result({"exists": False}, 1.0)["status"] == "missing"
+    assert executor_result({"failed": True, "msg": "cannot reach Docker"}, 1.0) == {
+        "check_error": "cannot reach Docker", "finished_at": 1.0}
