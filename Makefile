@@ -11,7 +11,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 PY := $(VENV)/bin/python
 LABCTL := $(PY) lab/labctl
 
-.PHONY: help venv docker prometheus setup system images lab-up lab-down demo test lint sanity pytest pytest-offline pytest-lab molecule bench clean
+.PHONY: help venv docker prometheus setup system images lab-up lab-down demo ee ee-image test lint sanity pytest pytest-offline pytest-lab pytest-ee molecule bench clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -61,20 +61,34 @@ demo: setup  ## start the lab with FAULT (default executor_hang) and diagnose it
 	@echo; echo "Report: $(CURDIR)/reports/lab/diagnosis-latest.md (and .json)"; \
 	 echo "The lab is still running with fault '$(or $(FAULT),executor_hang)'. Heal it: $(LABCTL) fault healthy; stop it: make lab-down"
 
+# The AWX execution environment, built here without a registry or Galaxy (scripts/ee-offline.yml says what
+# differs from execution-environment.yml, and why), then diagnose.yml in it the way AWX runs a job. These set
+# nothing up: they need the venv, Docker and the lab's base image (`make setup`), `ee` the lab's SSH host too
+# (`make lab-up`), and say which is missing. The image is rebuilt only when what it holds would change.
+ee-image:  ## build the execution environment image qt-runbooks-ee:<version> offline (kept when up to date)
+	@test -x $(PY) || { echo "ee: no virtualenv at $(VENV): run make venv" >&2; exit 1; }
+	@$(PY) scripts/ee.py build
+
+ee: ee-image  ## ee-image, then diagnose.yml in it with ansible-navigator over SSH on the lab: the verdict
+	@$(PY) scripts/ee.py diagnose
+
 test: export QT_REQUIRE_TOOLS := 1
-test:  ## lint + offline tests beside the lab tests + molecule (log: reports/test-offline.log)
+test:  ## lint + offline tests + the EE image beside the lab tests + molecule, then the EE test (log: reports/test-offline.log)
 	@$(MAKE) --no-print-directory setup WITH_PROMETHEUS=1
 	@$(MAKE) --no-print-directory images
-	@# The lab half mostly waits on the lab (time-based symptoms), so lint and the tests that do not
-	@# touch it run beside it; their output is printed at the end.
+	@# The lab half mostly waits on the lab (time-based symptoms), so lint, the tests that do not touch
+	@# it and the execution environment's build run beside it; their output is printed at the end. The
+	@# EE test needs both the image and the lab, so it runs last.
 	@mkdir -p reports
-	@$(MAKE) --no-print-directory lint pytest-offline sanity >reports/test-offline.log 2>&1 & offline=$$!; \
+	@$(MAKE) --no-print-directory lint pytest-offline sanity ee-image >reports/test-offline.log 2>&1 & offline=$$!; \
 	 $(MAKE) --no-print-directory pytest-lab molecule; lab=$$?; \
 	 wait $$offline; off=$$?; \
-	 echo "==== lint and offline tests (reports/test-offline.log) ===="; tail -n 60 reports/test-offline.log; \
+	 echo "==== lint, offline tests, EE image (reports/test-offline.log) ===="; tail -n 60 reports/test-offline.log; \
+	 $(MAKE) --no-print-directory pytest-ee; ee=$$?; \
 	 echo "==== lab tests + molecule: $$([ $$lab = 0 ] && echo passed || echo FAILED);" \
-	      "lint + offline tests: $$([ $$off = 0 ] && echo passed || echo FAILED) ===="; \
-	 [ $$lab = 0 ] && [ $$off = 0 ]
+	      "lint + offline tests + EE image: $$([ $$off = 0 ] && echo passed || echo FAILED);" \
+	      "EE test: $$([ $$ee = 0 ] && echo passed || echo FAILED) ===="; \
+	 [ $$lab = 0 ] && [ $$off = 0 ] && [ $$ee = 0 ]
 
 lint: venv  ## ansible-lint (production profile) and ruff
 	ruff check .
@@ -88,8 +102,11 @@ pytest: pytest-offline pytest-lab  ## all pytest tests, one half after the other
 pytest-offline: venv  ## the tests that need no lab (unit, modules on a local simulator, remediation, alerts)
 	pytest -m "not lab and not integration"
 
-pytest-lab: venv images  ## the tests on the running lab (and its Redis)
-	pytest -m "lab or integration"
+pytest-lab: venv images  ## the tests on the running lab (and its Redis), but the EE's
+	pytest -m "(lab or integration) and not ee"
+
+pytest-ee: venv images ee-image  ## diagnose.yml in the execution environment against the lab's SSH host
+	pytest -m ee
 
 SCENARIOS := $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
 
@@ -101,6 +118,8 @@ molecule: venv
 bench: images  ## speed/memory ratios against a baseline measured in the same run
 	$(PY) bench/diagnose.py
 	$(PY) bench/restart.py
+	$(PY) bench/trace.py
+	$(PY) bench/cancel.py
 
 clean: lab-down  ## stop the lab and remove generated files
 	rm -rf reports lab/run

@@ -1,8 +1,13 @@
 # -*- coding: utf-8 -*-
 # Copyright: qt-runbooks contributors; Apache-2.0
-"""Options shared by the modules that change things on Binance USD-M futures
-(binance_futures_orders, binance_futures_positions); their spec is
-module_utils/binance_exchange.exchange_argument_spec()."""
+"""Options shared by the Binance USD-M futures modules.
+
+``quantum.runbooks.binance``: the connection options of every one of them (binance_futures_info,
+binance_futures_orders, binance_futures_positions, binance_futures_income) -
+module_utils/binance_common.binance_argument_spec() plus settings_from_container and futures_testnet_url.
+``quantum.runbooks.binance.exchange``: the rate-limit options of the modules that go through
+``Exchange.call`` (orders, positions, income) - module_utils/binance_common.exchange_argument_spec().
+"""
 from __future__ import annotations
 
 
@@ -13,11 +18,13 @@ options:
     description:
       - Base URL of the USD-M futures REST API, ending in C(/fapi) (for example C(http://127.0.0.1:18081/fapi)
         for the lab simulator's testnet personality).
-      - Default is python-binance's URL for the personality, C(https://fapi.binance.com/fapi) or, with
-        O(testnet=true), C(https://testnet.binancefuture.com/fapi).
+      - Default is Binance's URL for the personality, C(https://fapi.binance.com/fapi) or, with
+        O(testnet=true), C(https://testnet.binancefuture.com/fapi) (python-binance 1.0.37's, as the executor uses).
     type: str
   testnet:
-    description: Build the python-binance client with C(testnet=True) (the executor's C(BINANCE_USE_TESTNET)).
+    description:
+      - The testnet personality (the executor's C(BINANCE_USE_TESTNET)) - it picks the default O(futures_url)
+        and is reported as C(personality).
     type: bool
     default: false
   api_key:
@@ -45,6 +52,18 @@ options:
   futures_testnet_url:
     description: With O(settings_from_container), the URL to use when the container runs in testnet mode.
     type: str
+requirements:
+  - docker CLI on the target, only with O(settings_from_container)
+notes:
+  - Binance is called with the Python standard library only (C(urllib), HMAC-SHA256 signing), through the
+    collection's one Binance client (module_utils C(binance_exchange)); no python-binance or requests on the
+    target. HTTPS certificates are checked against the target's system CA store; C(HTTPS_PROXY) / C(NO_PROXY)
+    apply.
+  - The key, the secret and request signatures never appear in results or messages.
+"""
+
+    EXCHANGE = r"""
+options:
   max_backoff_s:
     description: On HTTP 429, wait C(Retry-After) once only when it is at most this many seconds; otherwise stop.
     type: float
@@ -55,8 +74,4 @@ options:
         per IP, shared with the executor when it runs on the same IP; stopping here leaves a partial result.
     type: int
     default: 2000
-requirements:
-  - python-binance (tested with 1.0.37)
-  - requests
-  - docker CLI on the target, only with O(settings_from_container)
 """

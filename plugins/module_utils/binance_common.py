@@ -1,70 +1,35 @@
 # -*- coding: utf-8 -*-
 # Copyright: qt-runbooks contributors; Apache-2.0
-"""What every Binance USD-M futures module of this collection shares.
+"""What every Binance USD-M futures module of this collection shares (the client itself, signing, error
+mapping and rate limits, is ``binance_exchange.Exchange``).
 
 * ``binance_argument_spec(**own)``: endpoint, personality, key, secret (``no_log``, environment
-  fallback) and timeout, merged with the module's own options;
-* ``make_client(params)``: a python-binance 1.0.37 ``Client`` pointed at ``futures_url`` per instance
-  (the library's class attributes are never patched), with ``ping=False`` and the timeout on every request;
-* ``redact(text, secrets)``: strips keys, secrets and ``signature=...`` from any text (requests' exception
-  messages quote the signed URL);
-* ``call_bounded(func, limit)``: a hard deadline per call (requests' timeout is per socket operation);
-* ``connection_kind(exc)``: refused / dns / tls / timeout / other for a requests connection error;
+  fallback) and timeout, merged with the module's own options; ``exchange_argument_spec(**own)`` adds
+  the options of the modules that change things (documented in the doc fragment ``quantum.runbooks.binance``);
+* ``futures_endpoint(params)`` and ``make_exchange(params)``: the base URL and an ``Exchange`` for it;
 * ``container_settings(name)`` and ``apply_settings(params, env)``: the trading settings and keys of the
-  running executor container (``docker inspect``, no exec), as the modules' ``settings_from_container``.
+  running executor container (``docker inspect``, no exec), as the modules' ``settings_from_container``;
+  ``connection_params`` applies them;
+* ``check_params`` / ``check_exchange_params``: argument problems a spec cannot express;
+* ``run_guarded(p, result, work)``: one-line failures, no credentials, ``rate_limit`` always returned.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import subprocess
-import threading
 import traceback
-from urllib.parse import quote, quote_plus
 
 from ansible.module_utils.basic import env_fallback
 
-from ansible_collections.quantum.runbooks.plugins.module_utils.missing_library import missing_library
+from ansible_collections.quantum.runbooks.plugins.module_utils.binance_exchange import (
+    DEFAULT_FUTURES_TESTNET_URL,
+    DEFAULT_FUTURES_URL,
+    Exchange,
+    Refused,
+    redact,
+)
 from ansible_collections.quantum.runbooks.plugins.module_utils.trading_mode import MODE_KEYS
-
-try:
-    import requests  # python-binance's transport; its exceptions are caught by callers
-    HAS_REQUESTS = True
-    REQUESTS_IMPORT_ERROR = None
-except ImportError:
-    HAS_REQUESTS = False
-    REQUESTS_IMPORT_ERROR = traceback.format_exc()
-
-# python-binance is imported only when a signed call is about to be made: importing it alone
-# takes about a second (aiohttp, dateparser, websockets), which a diagnosis skips whenever the
-# exchange is unreachable or banning us.
-HAS_BINANCE = importlib.util.find_spec("binance") is not None
-BINANCE_IMPORT_ERROR = None if HAS_BINANCE else "ModuleNotFoundError: No module named 'binance'"
-
-
-def binance_library():
-    """(Client, BinanceAPIException, BinanceRequestException), imported on first use."""
-    from binance.client import Client
-    from binance.exceptions import BinanceAPIException, BinanceRequestException
-    return Client, BinanceAPIException, BinanceRequestException
-
-
-# python-binance 1.0.37's futures base URLs (base_client.py:29-30), used when futures_url is not given.
-DEFAULT_FUTURES_URL = "https://fapi.binance.com/fapi"
-DEFAULT_FUTURES_TESTNET_URL = "https://testnet.binancefuture.com/fapi"
-
-REDACTED = "********"
-_SIGNATURE = re.compile(r"(signature=)[^&\s'\"]+", re.IGNORECASE)
-_APIKEY_HEADER = re.compile(r"(X-MBX-APIKEY['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]+", re.IGNORECASE)
-
-
-def fail_without_libraries(module):
-    """Fail the module with Ansible's usual message when requests or python-binance is missing."""
-    if not HAS_REQUESTS:
-        module.fail_json(msg=missing_library("requests"), exception=REQUESTS_IMPORT_ERROR)
-    if not HAS_BINANCE:
-        module.fail_json(msg=missing_library("python-binance"), exception=BINANCE_IMPORT_ERROR)
 
 
 def binance_argument_spec(**own):
@@ -81,7 +46,7 @@ def binance_argument_spec(**own):
 
 
 def futures_endpoint(params):
-    """The futures base URL (ending in /fapi) the module talks to: futures_url or the library default."""
+    """The futures base URL (ending in /fapi) the module talks to: futures_url or Binance's for the personality."""
     url = params.get("futures_url")
     if not url:
         url = DEFAULT_FUTURES_TESTNET_URL if params.get("testnet") else DEFAULT_FUTURES_URL
@@ -100,74 +65,11 @@ def check_params(params):
     return None
 
 
-def make_client(params):
-    """A python-binance Client for the futures endpoint in ``params``; no network call is made here."""
-    if not HAS_BINANCE:
-        raise RuntimeError("python-binance is not installed")
-    url = futures_endpoint(params)
-    client_class = binance_library()[0]
-    client = client_class(params.get("api_key"), params.get("api_secret"), ping=False,
-                          testnet=bool(params.get("testnet")), requests_params={"timeout": params["timeout"]})
-    # Instance attributes: with testnet=True python-binance reads FUTURES_TESTNET_URL, else FUTURES_URL.
-    client.FUTURES_URL = url
-    client.FUTURES_TESTNET_URL = url
-    return client
-
-
-def redact(text, secrets=()):
-    """``text`` as a string with every secret (raw or URL-quoted), API-key header value and
-    ``signature=...`` value replaced by ``********``. ``None`` stays ``None``."""
-    if text is None:
-        return None
-    text = str(text)
-    variants = set()
-    for secret in secrets or ():
-        if not secret:
-            continue
-        secret = str(secret)
-        variants.update({secret, quote(secret, safe=""), quote_plus(secret)})
-    for variant in sorted(variants, key=len, reverse=True):
-        text = text.replace(variant, REDACTED)
-    text = _SIGNATURE.sub(r"\1" + REDACTED, text)
-    return _APIKEY_HEADER.sub(r"\1" + REDACTED, text)
-
-
-class CallOverrun(Exception):
-    """A call outlived its hard deadline (requests' timeout is per socket operation, not per call)."""
-
-
-def call_bounded(func, limit):
-    """Run func() in a daemon thread; its result, its exception, or CallOverrun after `limit` seconds."""
-    box = {}
-
-    def run():
-        try:
-            box["value"] = func()
-        except BaseException as exc:  # handed to the caller
-            box["error"] = exc
-
-    worker = threading.Thread(target=run, daemon=True)
-    worker.start()
-    worker.join(limit)
-    if worker.is_alive():
-        raise CallOverrun("no answer within %.1f s" % limit)
-    if "error" in box:
-        raise box["error"]
-    return box.get("value")
-
-
-def connection_kind(exc):
-    """refused, dns, tls, timeout or other, for a requests ConnectionError."""
-    if isinstance(exc, requests.exceptions.SSLError):
-        return "tls"
-    text = str(exc).lower()
-    if "refused" in text:
-        return "refused"
-    if "resolve" in text or "name or service" in text or "nodename" in text or "getaddrinfo" in text:
-        return "dns"
-    if "timed out" in text:
-        return "timeout"
-    return "other"
+def make_exchange(params, **limits):
+    """An ``Exchange`` for the endpoint, key and timeout in ``params``; no network call is made here.
+    ``limits``: max_backoff_s, weight_budget."""
+    return Exchange(futures_endpoint(params), params.get("api_key"), params.get("api_secret"), params["timeout"],
+                    **limits)
 
 
 # ---------------------------------------------------------------- settings of the running executor
@@ -221,3 +123,69 @@ def apply_settings(params, env):
                      api_secret=params.get("api_secret") or env.get("BINANCE_API_SECRET"),
                      futures_url=target_url or container_url)
     return effective, container_url
+
+
+# ---------------------------------------------------------------- what the modules that change things share
+
+def exchange_argument_spec(**own):
+    """The options of every module that changes things on the exchange (documented in the doc fragment
+    quantum.runbooks.binance), updated with the module's own."""
+    return binance_argument_spec(
+        max_backoff_s=dict(type="float", default=10.0),
+        weight_budget=dict(type="int", default=2000),
+        settings_from_container=dict(type="str"),
+        futures_testnet_url=dict(type="str"),
+        **own,
+    )
+
+
+def connection_params(params, no_log_values):
+    """(params with the settings of ``settings_from_container`` applied, that container's settings env,
+    extra results). The container's keys go to ``no_log_values``; symbols are upper-cased.
+    """
+    p, env, extra = dict(params), {}, {}
+    if params.get("settings_from_container"):
+        state, env = container_settings(params["settings_from_container"])
+        hide_container_secrets(env, no_log_values)
+        p, _dummy = apply_settings(p, env)
+        extra["settings_container_state"] = state
+    p["symbols"] = sorted({s.strip().upper() for s in p.get("symbols") or [] if s and s.strip()})
+    return p, env, extra
+
+
+def check_exchange_params(p):
+    """Problems with the shared options a spec cannot express; a message or None."""
+    problem = check_params(p)
+    if problem:
+        return problem
+    if not (p.get("api_key") and p.get("api_secret")):
+        return ("no API key: set api_key/api_secret, BINANCE_API_KEY/BINANCE_API_SECRET, or settings_from_container "
+                "with a container that has them")
+    if p["max_backoff_s"] < 0:
+        return "max_backoff_s must be >= 0"
+    if p["weight_budget"] <= 0:
+        return "weight_budget must be positive"
+    return None
+
+
+def run_guarded(p, result, work):
+    """(result, failure line or None) of ``work(ex) -> (out, failure)`` with an ``Exchange`` built from
+    ``p``. Never raises: ``Refused`` becomes the failure line (with its partial result), a bug one line
+    plus ``internal_error`` (credentials removed). ``rate_limit`` is always set."""
+    secrets = [p.get("api_key"), p.get("api_secret")]
+    ex = None
+    failure = None
+    try:
+        ex = make_exchange(p, max_backoff_s=p["max_backoff_s"], weight_budget=p["weight_budget"])
+        out, failure = work(ex)
+        result.update(out)
+    except Refused as exc:
+        failure = str(exc.args[0])
+        if len(exc.args) > 1:
+            result.update(exc.args[1])
+        result["summary"] = failure
+    except Exception as exc:  # a bug: one line, the traceback without credentials
+        failure = redact("internal error: %s: %s" % (type(exc).__name__, exc), secrets)
+        result.update(summary=failure, internal_error=redact(traceback.format_exc(), secrets))
+    result["rate_limit"] = ex.rate_limit() if ex is not None else None
+    return result, failure

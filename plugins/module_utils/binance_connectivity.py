@@ -3,7 +3,9 @@
 """Runbook check 2, Binance connectivity: the time probe (from the target and from inside the running
 container), the signed account and open-orders reads, and the settings the running executor uses.
 Read-only. ``connectivity(params, no_log_values)`` is the whole check; the module
-binance_futures_info and the diagnosis probes are thin shells around it."""
+binance_futures_info and the diagnosis probes are thin shells around it. The signed reads go through the
+collection's one Binance client, ``binance_exchange.Exchange``; what is here is only the check's own logic
+(the probes, path finding, the guard, the order summary, the settings from the container and .env)."""
 
 from __future__ import annotations
 
@@ -20,31 +22,28 @@ import traceback
 from ansible_collections.quantum.runbooks.plugins.module_utils import binance_probe
 from ansible_collections.quantum.runbooks.plugins.module_utils.binance_common import (
     MODE_KEYS,
-    CallOverrun,
     apply_settings,
     binance_argument_spec,
-    binance_library,
-    call_bounded,
     check_params,
-    connection_kind,
     container_settings,
     futures_endpoint,
     hide_container_secrets,
-    make_client,
+    make_exchange,
+)
+from ansible_collections.quantum.runbooks.plugins.module_utils.binance_exchange import (
+    CLOCK_SKEW_CODE,
+    CREDENTIAL_CODES,
+    ExchangeError,
     redact,
 )
 from ansible_collections.quantum.runbooks.plugins.module_utils.dotenv import effective_values
 
-try:
-    import requests
-except ImportError:  # reported through HAS_REQUESTS
-    pass
-
 CHECKS = ["time", "account", "open_orders"]
 # The executor's own clientOrderId prefix when neither the caller nor its environment names one.
 DEFAULT_CLIENT_ORDER_PREFIX = "qtx-"
-SIGNED = ("account", "open_orders")
-REJECTED_CODES = (-2015, -2014, -1022)
+# The signed reads (GET, through Exchange.send): account weight 5, open orders of all symbols weight 40.
+SIGNED_PATHS = {"account": "/v2/account", "open_orders": "/v1/openOrders"}
+SIGNED = tuple(SIGNED_PATHS)
 ORDER_FIELDS = ("symbol", "orderId", "clientOrderId", "side", "type", "price", "origQty", "executedQty", "status",
                 "time")
 
@@ -138,62 +137,27 @@ def guard(host, params):
     return None
 
 
-class Tracker:
-    """Last X-MBX-USED-WEIGHT-1M / Retry-After seen on the target side."""
-
-    def __init__(self):
-        self.used_weight_1m = None
-        self.retry_after_s = None
-
-    def see(self, headers=None, probe=None):
-        if probe is not None:
-            weight, retry = probe.get("used_weight_1m"), probe.get("retry_after_s")
-        elif headers is not None:
-            weight = binance_probe.to_number(binance_probe.header_value(headers, "X-MBX-USED-WEIGHT-1M"))
-            retry = binance_probe.to_number(binance_probe.header_value(headers, "Retry-After"))
-        else:
-            return
-        if weight is not None:
-            self.used_weight_1m = weight
-        if retry is not None:
-            self.retry_after_s = retry
+def outcome(err):
+    """The check's reading of an ExchangeError (status, error_kind, http_status, error_code, error_msg)."""
+    if err.http_status is None:
+        if err.cause is not None:  # no HTTP answer: timeout, refused, dns, tls, other
+            return blank("unreachable", error_kind=err.cause, error_msg=err.msg)
+        return blank("error", error_msg=err.msg)
+    status = {418: "ip_banned", 429: "rate_limited"}.get(err.http_status)
+    if status is None:
+        status = "rejected" if err.code in CREDENTIAL_CODES else "clock_skew" if err.code == CLOCK_SKEW_CODE \
+            else "error"
+    return blank(status, http_status=err.http_status, error_code=err.code, error_msg=err.msg)
 
 
-def signed_call(client, func, timeout, secrets, tracker):
-    """(result dict, payload or None) for one python-binance call; never raises."""
-    _client, BinanceAPIException, BinanceRequestException = binance_library()  # noqa: N806 (classes)
+def signed_read(ex, name):
+    """(result dict, payload or None) of one signed check (``SIGNED_PATHS``); never raises for the exchange.
+    No retry and no clock correction: the check sees what the executor would see."""
     try:
-        payload = call_bounded(func, timeout + 1)
-    except CallOverrun as exc:
-        return blank("unreachable", error_kind="timeout", error_msg=str(exc)), None
-    except BinanceAPIException as exc:
-        response = getattr(exc, "response", None)
-        tracker.see(headers=getattr(response, "headers", None))
-        status_code = getattr(exc, "status_code", None)
-        code = getattr(exc, "code", None)
-        if status_code == 418:
-            status = "ip_banned"
-        elif status_code == 429:
-            status = "rate_limited"
-        elif code in REJECTED_CODES:
-            status = "rejected"
-        elif code == -1021:
-            status = "clock_skew"
-        else:
-            status = "error"
-        return blank(status, http_status=status_code, error_code=code,
-                     error_msg=redact(getattr(exc, "message", None) or exc, secrets)), None
-    except requests.exceptions.Timeout as exc:
-        return blank("unreachable", error_kind="timeout", error_msg=redact(exc, secrets)), None
-    except requests.exceptions.ConnectionError as exc:
-        return blank("unreachable", error_kind=connection_kind(exc), error_msg=redact(exc, secrets)), None
-    except BinanceRequestException as exc:
-        return blank("error", error_msg=redact(getattr(exc, "message", None) or exc, secrets)), None
-    except Exception as exc:  # requests' other errors, a library bug: data, not a module failure
-        return blank("error", error_msg=redact("%s: %s" % (type(exc).__name__, exc), secrets)), None
-    response = getattr(client, "response", None)
-    tracker.see(headers=getattr(response, "headers", None))
-    return blank("ok", http_status=getattr(response, "status_code", None)), payload
+        payload = ex.send("GET", SIGNED_PATHS[name])
+    except ExchangeError as err:
+        return outcome(err), None
+    return blank("ok", http_status=ex.http_status), payload
 
 
 def summarize_orders(orders, now_ms, prefix, stuck_after_s, max_orders):
@@ -247,7 +211,7 @@ def run_checks(params):
         "used_weight_1m": None,
         "retry_after_s": None,
     }
-    tracker = Tracker()
+    ex = make_exchange(params)  # also keeps the last X-MBX-USED-WEIGHT-1M / Retry-After seen on the target
 
     # The container probe runs alongside the target-side checks (it has its own bound: timeout + 5 s).
     container_box = {}
@@ -264,25 +228,19 @@ def run_checks(params):
     host = None
     if "time" in checks or any(c in checks for c in SIGNED) or params.get("container"):
         host = binance_probe.probe_time(endpoint, timeout)
-        tracker.see(probe=host)
+        for name in ("used_weight_1m", "retry_after_s"):
+            if host.get(name) is not None:
+                setattr(ex, name, host[name])
     result["host"] = host
 
     wanted = [c for c in SIGNED if c in checks]
     if wanted:
         skip = guard(host, params)
-        client = None
-        if skip is None:
-            try:
-                client = make_client(params)
-            except Exception as exc:  # bad URL template and the like
-                skip = blank("error", error_msg=redact("cannot build the client: %s" % exc, secrets))
         for name in wanted:
             if skip is not None:
                 out, payload = dict(skip), None
-            elif name == "account":
-                out, payload = signed_call(client, client.futures_account, timeout, secrets, tracker)
             else:
-                out, payload = signed_call(client, client.futures_get_open_orders, timeout, secrets, tracker)
+                out, payload = signed_read(ex, name)
             if name == "account":
                 out["can_trade"] = payload.get("canTrade") if isinstance(payload, dict) else None
                 result["account"] = out
@@ -311,8 +269,8 @@ def run_checks(params):
         if error:
             result["container_error"] = redact(error, secrets)
     result["path_finding"] = path_finding(host, result["container"], result["container"] is not None)
-    result["used_weight_1m"] = tracker.used_weight_1m
-    result["retry_after_s"] = tracker.retry_after_s
+    result["used_weight_1m"] = ex.used_weight_1m
+    result["retry_after_s"] = ex.retry_after_s
     return result
 
 

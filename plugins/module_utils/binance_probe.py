@@ -55,8 +55,8 @@ def to_number(value):
     return int(number) if number.is_integer() else number
 
 
-def _classify(exc):
-    """Map a urllib/socket exception to one of ERROR_KINDS."""
+def classify_error(exc):
+    """Map a urllib/socket exception to one of ERROR_KINDS (also binance_exchange's ``cause``)."""
     reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
     if isinstance(reason, str):
         text = reason.lower()
@@ -155,7 +155,7 @@ def _request(url, timeout, result):
         status, headers = exc.code, exc.headers
     except Exception as exc:  # never raise for network errors
         result["latency_ms"] = round((time.monotonic() - started) * 1000, 1)
-        result["error_kind"] = _classify(exc)
+        result["error_kind"] = classify_error(exc)
         result["error"] = _describe(exc)
         return
     elapsed = time.monotonic() - started

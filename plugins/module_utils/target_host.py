@@ -17,8 +17,9 @@ import re
 import socket
 import subprocess
 
-# The Python libraries our modules import on the target (pip name -> import name).
-LIBRARIES = {"requests": "requests", "redis": "redis", "docker": "docker", "python-binance": "binance"}
+# The Python libraries our modules import on the target (pip name -> import name). The Binance modules
+# need none: their client (module_utils/binance_exchange.py) is standard library only.
+LIBRARIES = {"requests": "requests", "redis": "redis", "docker": "docker"}
 PREPARE_HOST = "ansible-playbook -i {inventory} playbooks/prepare_host.yml"
 
 

@@ -7,6 +7,7 @@ picks the primary cause by a fixed precedence and names the next action.
 """
 from __future__ import annotations
 
+from ansible_collections.quantum.runbooks.plugins.module_utils.binance_exchange import CLOCK_SKEW_CODE, CREDENTIAL_CODES
 from ansible_collections.quantum.runbooks.plugins.module_utils.trading_mode import trading_mode_of
 
 STEPS = {
@@ -49,7 +50,6 @@ DEFAULT_THRESHOLDS = {
     "gate_block_min": 2,            # consecutive GATE_BLOCKED before it is "all blocked"
 }
 
-AUTH_CODES = {-2015, -2014, -1022}
 _PB = "ansible-playbook -i {inventory} playbooks/{playbook}"
 RECOMMENDED = {
     "OPERATOR_STOPPED": ("resume_trading.yml -e confirm=RESUME",
@@ -143,9 +143,9 @@ def executor_findings(ex, t):
     if last.get("event") == "ORDER_ERROR":
         code = last.get("error_code")
         text = f"last order answer: ORDER_ERROR {code} ({last.get('error', '')})".strip()
-        if code in AUTH_CODES:
+        if code in CREDENTIAL_CODES:
             out.append(finding("BINANCE_AUTH_REJECTED", "executor", "the exchange rejects the executor's key", [text]))
-        elif code == -1021:
+        elif code == CLOCK_SKEW_CODE:
             out.append(finding("CLOCK_SKEW", "executor", "the exchange rejects the executor's timestamps", [text]))
     old = [u for u in ex.get("unanswered") or [] if (_num(u.get("age_s"), 0)) > t["unanswered_after_s"]]
     if old:

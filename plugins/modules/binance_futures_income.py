@@ -13,7 +13,7 @@ short_description: Sum Binance USD-M futures income (realized PnL, commissions, 
 version_added: "0.1.0"
 description:
   - Reads the exchange clock (C(GET /fapi/v1/time), weight 1), then the account's income history
-    (C(GET /fapi/v1/income), USER_DATA, weight 30, python-binance's C(futures_income_history)) from
+    (C(GET /fapi/v1/income), USER_DATA, weight 30) from
     O(start_time) to O(end_time), and sums it per income type, per symbol and per asset.
   - Pages by time - each page starts at the last record's millisecond (records are de-duplicated by
     C(incomeType) and C(tranId), which Binance keeps unique per type) - until a page is not full, at most
@@ -50,6 +50,7 @@ options:
     default: 10
 extends_documentation_fragment:
   - quantum.runbooks.binance
+  - quantum.runbooks.binance.exchange
 notes:
   - Income history is the exchange's own ledger. It does not contain unrealized PnL (read
     M(quantum.runbooks.binance_futures_positions)), nor anything about orders that never reached the exchange.
@@ -178,18 +179,16 @@ from decimal import Decimal, InvalidOperation
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.quantum.runbooks.plugins.module_utils.binance_common import (
-    fail_without_libraries,
+    check_exchange_params,
+    connection_params,
+    exchange_argument_spec,
     futures_endpoint,
+    run_guarded,
 )
 from ansible_collections.quantum.runbooks.plugins.module_utils.binance_exchange import (
     ExchangeError,
-    check_exchange_params,
-    connection_params,
     describe,
-    exchange_argument_spec,
     iso_utc,
-    run_guarded,
-    server_now,
     weight_text,
 )
 from ansible_collections.quantum.runbooks.plugins.module_utils.postmortem import parse_time
@@ -236,13 +235,13 @@ def check_own_params(p):
     return check_exchange_params(dict(p, api_key="-", api_secret="-"))  # all but the key: without one it is unknown
 
 
-def read_pages(ex, client, p):
+def read_pages(ex, p):
     """(records oldest first, calls made, the ms up to which they are complete, why not to the end or None)."""
     seen, records, cursor, crowded = set(), [], p["start_ms"], []
     for calls in range(1, p["max_pages"] + 1):
         try:
-            page = ex.call(INCOME_WEIGHT, client.futures_income_history, startTime=cursor, endTime=p["end_ms"],
-                           limit=p["page_size"])
+            page = ex.call(INCOME_WEIGHT, "GET", "/v1/income",
+                           {"startTime": cursor, "endTime": p["end_ms"], "limit": p["page_size"]})
         except ExchangeError as err:
             if not records:
                 raise
@@ -315,10 +314,10 @@ def summary(out, ex):
         out["covered_until"], net, " (%s)" % parts if parts else "", weight_text(ex))
 
 
-def read_income(ex, client, p):
+def read_income(ex, p):
     try:
-        server_now(ex, client)  # guards against a ban and sets the clock before the signed calls
-        records, calls, until, why = read_pages(ex, client, p)
+        ex.server_now()  # guards against a ban and sets the clock before the signed calls
+        records, calls, until, why = read_pages(ex, p)
     except ExchangeError as err:
         reason = describe(err, ex, reading=True)
         return {"status": "unknown", "reason": reason, "summary": "income unknown: %s" % reason}, None
@@ -341,12 +340,11 @@ def run(p, check_mode):
     if no_key:
         result.update(reason=no_key, summary="income unknown: %s" % no_key, rate_limit=None)
         return result, None
-    return run_guarded(p, result, lambda ex, client: read_income(ex, client, p))
+    return run_guarded(p, result, lambda ex: read_income(ex, p))
 
 
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    fail_without_libraries(module)
     params, result = effective_params(module.params, module.no_log_values)
     failure = check_own_params(params)  # a mistake in the task fails; the exchange never does
     if failure is None:

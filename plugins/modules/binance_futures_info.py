@@ -17,9 +17,11 @@ description:
   - With O(container), the same probe also runs inside that container (C(docker exec -i <container> python3 -)
     fed with the probe's source; the container needs only C(python3)). Comparing both answers tells whether the
     network path from the container is the problem (RV(path_finding)). No credential is sent to the container.
-  - C(account) calls C(futures_account) (signed, weight 5) and classifies the answer (accepted, key rejected,
-    clock skew, rate limited, banned, unreachable).
-  - C(open_orders) calls C(futures_get_open_orders) for all symbols (signed, weight 40) and reports orders
+  - C(account) reads C(GET /fapi/v2/account) (signed, weight 5) and classifies the answer (accepted, key rejected,
+    clock skew, rate limited, banned, unreachable). Signed requests carry the target's own clock and
+    C(recvWindow=10000), as the executor's python-binance client sends them, so a skew that breaks the
+    executor shows up here as C(clock_skew).
+  - C(open_orders) reads C(GET /fapi/v1/openOrders) for all symbols (signed, weight 40) and reports orders
     resting longer than O(stuck_after_s), split into the executor's own orders (client order id starting with
     O(client_order_prefix)) and foreign ones (for example a human's manual order). Ages are measured on the
     exchange's clock, so a skewed local clock does not distort them.
@@ -28,41 +30,14 @@ description:
   - Read-only, C(changed) is always false; supports check mode (runs the same read-only probes).
   - Bounded; every network call carries O(timeout) and the module returns within about
     3 x O(timeout) + 5 seconds even when the exchange holds requests unanswered.
-  - Exchange and container failures are reported as data; the module fails only on bad arguments or a missing
-    Python library. The key, the secret and request signatures never appear in results or messages.
+  - Exchange and container failures are reported as data; the module fails only on bad arguments.
 options:
-  futures_url:
-    description:
-      - Base URL of the USD-M futures REST API, ending in C(/fapi) (for example C(http://127.0.0.1:18081/fapi) for
-        the lab simulator's testnet personality).
-      - Default is python-binance's URL for the personality, C(https://fapi.binance.com/fapi) or, with
-        O(testnet=true), C(https://testnet.binancefuture.com/fapi).
-    type: str
-  testnet:
-    description:
-      - Build the python-binance client with C(testnet=True) (the executor's C(BINANCE_USE_TESTNET)).
-      - Reported as RV(personality).
-    type: bool
-    default: false
-  api_key:
-    description:
-      - API key for the signed checks. If not set, the environment variable E(BINANCE_API_KEY) is used.
-      - Without a key and a secret, C(account) and C(open_orders) are skipped.
-    type: str
-  api_secret:
-    description:
-      - API secret (HMAC-SHA256) for the signed checks. If not set, the environment variable E(BINANCE_API_SECRET)
-        is used.
-    type: str
-  timeout:
-    description: Seconds allowed for each network call (connect and read).
-    type: float
-    default: 5
   checks:
     description:
       - Which checks to run.
       - The target-side time probe also runs when C(account) or C(open_orders) is selected (it guards them and
         gives the exchange clock for order ages) or when O(container) is set (path finding).
+      - Without a key and a secret, C(account) and C(open_orders) are skipped.
     type: list
     elements: str
     choices: [time, account, open_orders]
@@ -103,19 +78,14 @@ options:
       - The container is also probed from inside (as O(container)) when it is running.
       - O(futures_url) / O(futures_testnet_url) still override the URL used on the target itself.
     type: str
-  futures_testnet_url:
-    description:
-      - With O(settings_from_container), the target-side URL to use when the container runs in testnet mode
-        (O(futures_url) is used in mainnet mode).
-    type: str
   dotenv_path:
     description:
       - Path of the compose project's C(.env) on the target. Its effective C(BINANCE_USE_TESTNET) and
         C(PAPER_TRADING) are returned in RV(dotenv) and compared with the running container in RV(env_drift).
     type: path
+extends_documentation_fragment:
+  - quantum.runbooks.binance
 requirements:
-  - python-binance (tested with 1.0.37)
-  - requests
   - docker CLI on the target, only when O(container) is set
 notes:
   - C(open_orders) without a symbol costs request weight 40; C(account) costs 5; the time probe 1.
@@ -253,7 +223,7 @@ path_finding:
   returned: always
   sample: host_only
 account:
-  description: Result of the signed C(futures_account) call.
+  description: Result of the signed C(GET /fapi/v2/account) call.
   type: dict
   returned: always
   contains:
@@ -284,7 +254,7 @@ account:
   sample: {"status": "rejected", "http_status": 401, "error_code": -2015,
            "error_msg": "Invalid API-key, IP, or permissions for action.", "can_trade": null}
 open_orders:
-  description: Result of the signed C(futures_get_open_orders) call (all symbols).
+  description: Result of the signed C(GET /fapi/v1/openOrders) call (all symbols).
   type: dict
   returned: always
   contains:
@@ -372,7 +342,6 @@ env_drift:
 """
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.quantum.runbooks.plugins.module_utils.binance_common import fail_without_libraries
 from ansible_collections.quantum.runbooks.plugins.module_utils.binance_connectivity import (
     ParameterError,
     argument_spec,
@@ -382,7 +351,6 @@ from ansible_collections.quantum.runbooks.plugins.module_utils.binance_connectiv
 
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    fail_without_libraries(module)
     try:
         result = connectivity(module.params, module.no_log_values)
     except ParameterError as err:

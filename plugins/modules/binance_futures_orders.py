@@ -112,6 +112,7 @@ seealso:
     link: https://developers.binance.com/docs/derivatives/usds-margined-futures/trade/rest-api/Auto-Cancel-All-Open-Orders
 extends_documentation_fragment:
   - quantum.runbooks.binance
+  - quantum.runbooks.binance.exchange
 author:
   - qt-runbooks maintainers (!UNKNOWN)
 """
@@ -329,19 +330,17 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.quantum.runbooks.plugins.module_utils import stuck_orders
 from ansible_collections.quantum.runbooks.plugins.module_utils.binance_common import (
-    fail_without_libraries,
+    check_exchange_params,
+    connection_params,
+    exchange_argument_spec,
     futures_endpoint,
+    run_guarded,
 )
 from ansible_collections.quantum.runbooks.plugins.module_utils.binance_exchange import (
     STOP_KINDS,
     ExchangeError,
     Refused,
-    check_exchange_params,
-    connection_params,
     describe,
-    exchange_argument_spec,
-    run_guarded,
-    server_now,
     weight_text,
 )
 
@@ -351,22 +350,23 @@ DEFAULT_PREFIX = "qtx-"
 
 # ---------------------------------------------------------------- reads
 
-def list_open_orders(ex, client, symbols):
+def list_open_orders(ex, symbols):
+    """GET /fapi/v1/openOrders: once for all symbols (weight 40), or once per symbol (weight 1 each)."""
     if not symbols:
-        return list(ex.call(40, client.futures_get_open_orders) or [])
+        return list(ex.call(40, "GET", "/v1/openOrders") or [])
     orders = []
     for symbol in symbols:
-        orders += ex.call(1, client.futures_get_open_orders, symbol=symbol) or []
+        orders += ex.call(1, "GET", "/v1/openOrders", {"symbol": symbol}) or []
     return orders
 
 
-def reconcile(ex, client, rows):
+def reconcile(ex, rows):
     """Re-read each row's order (final_status, executedQty); the ExchangeError that stopped it, or None."""
     for row in rows:
         try:
             ref = {"orderId": row["orderId"]} if row["orderId"] is not None else \
                 {"origClientOrderId": row["clientOrderId"]}
-            order = ex.call(1, client.futures_get_order, symbol=row["symbol"], **ref)
+            order = ex.call(1, "GET", "/v1/order", dict(symbol=row["symbol"], **ref))
         except ExchangeError as err:
             row["reconcile_error"] = describe(err, ex)
             if err.kind in STOP_KINDS or err.hanging:
@@ -387,13 +387,14 @@ def result_row(target, kind):
             "error_code": None, "error_msg": None, "reconcile_error": None}
 
 
-def send_cancel(ex, client, call):
+def send_cancel(ex, call):
+    """DELETE /fapi/v1/order, /fapi/v1/batchOrders (ids as a JSON array) or /fapi/v1/allOpenOrders (weight 1)."""
     symbol, ids = call["symbol"], call["ids"]
     if call["kind"] == "single":
-        return ex.call(1, client.futures_cancel_order, symbol=symbol, orderId=ids[0])
-    if call["kind"] == "batch":  # lower-case key: the only spelling python-binance encodes correctly
-        return ex.call(1, client.futures_cancel_orders, symbol=symbol, orderidlist=ids)
-    return ex.call(1, client.futures_cancel_all_open_orders, symbol=symbol)
+        return ex.call(1, "DELETE", "/v1/order", {"symbol": symbol, "orderId": ids[0]})
+    if call["kind"] == "batch":  # lower-case key, as python-binance sent it (the live API accepts it)
+        return ex.call(1, "DELETE", "/v1/batchOrders", {"symbol": symbol, "orderidlist": ids})
+    return ex.call(1, "DELETE", "/v1/allOpenOrders", {"symbol": symbol})
 
 
 def record_answer(call, rows, payload):
@@ -433,11 +434,11 @@ def record_error(call, rows, err):
         rows[order_id].update(outcome=outcome, error_code=err.code, error_msg=err.msg)
 
 
-def execute(ex, client, calls, rows):
+def execute(ex, calls, rows):
     """Send the calls in order; the ExchangeError that stopped the run (later calls not attempted), or None."""
     for index, call in enumerate(calls):
         try:
-            payload = send_cancel(ex, client, call)
+            payload = send_cancel(ex, call)
         except ExchangeError as err:
             record_error(call, rows, err)
             if err.kind in STOP_KINDS or err.hanging:  # a 5xx answer is no reason to stop, silence is
@@ -458,13 +459,13 @@ def finish_rows(rows):
         row["position_opened"] = stuck_orders.position_opened(row["final_status"], row["executedQty"])
 
 
-def run_cancelled(ex, client, p, check_mode):
+def run_cancelled(ex, p, check_mode):
     prefix, stuck_s = p["client_order_prefix"], p["stuck_after_minutes"] * 60
     which = "%s orders older than %g min" % ("own and foreign" if p["include_foreign_orders"] else prefix,
                                              p["stuck_after_minutes"])
     try:
-        now_ms = server_now(ex, client)
-        orders = list_open_orders(ex, client, p["symbols"])
+        now_ms = ex.server_now()
+        orders = list_open_orders(ex, p["symbols"])
     except ExchangeError as err:
         raise Refused("cannot list open orders at %s: %s; nothing was cancelled"
                       % (futures_endpoint(p), describe(err, ex, reading=True))) from None
@@ -485,9 +486,9 @@ def run_cancelled(ex, client, p, check_mode):
         for row in ordered:
             row["outcome"] = "planned"
     else:
-        stop = execute(ex, client, calls, rows)
+        stop = execute(ex, calls, rows)
         if ordered and (stop is None or stop.kind == "unknown"):
-            stop = reconcile(ex, client, ordered) or stop
+            stop = reconcile(ex, ordered) or stop
     finish_rows(ordered)
     if check_mode:
         for row in ordered:
@@ -508,7 +509,7 @@ def cancel_verdict(rows, check_mode, stop_text):
 
 # ---------------------------------------------------------------- countdown and reconciled
 
-def run_countdown(ex, client, p, check_mode):
+def run_countdown(ex, p, check_mode):
     armed = p["state"] == "countdown_armed"
     countdown_ms = p["countdown_ms"] if armed else 0
     rows = [{"symbol": s, "countdown_ms": countdown_ms, "exchange_countdown_ms": None,
@@ -516,14 +517,14 @@ def run_countdown(ex, client, p, check_mode):
             for s in p["symbols"]]
     stop = None
     try:
-        server_now(ex, client)  # guards against a ban and sets the clock before the signed calls
+        ex.server_now()  # guards against a ban and sets the clock before the signed calls
     except ExchangeError as err:
         raise Refused("cannot set the countdown at %s: %s; no countdown was changed"
                       % (futures_endpoint(p), describe(err, ex, reading=True))) from None
     for row in [] if check_mode else rows:
         try:
-            payload = ex.call(10, client.futures_countdown_cancel_all, symbol=row["symbol"],
-                              countdownTime=countdown_ms)
+            payload = ex.call(10, "POST", "/v1/countdownCancelAll",
+                              {"symbol": row["symbol"], "countdownTime": countdown_ms})
         except ExchangeError as err:
             row.update(result={"api": "error"}.get(err.kind, err.kind), error_code=err.code, error_msg=err.msg)
             if err.kind in STOP_KINDS or err.hanging:
@@ -572,16 +573,16 @@ def parse_order_ids(items):
     return refs
 
 
-def run_reconciled(ex, client, p, check_mode):
+def run_reconciled(ex, p, check_mode):
     rows = [dict(ref, age_s=None, call=None, outcome="read", final_status=None, executedQty=None,
                  position_opened=False, reconciled=False, error_code=None, error_msg=None, reconcile_error=None)
             for ref in parse_order_ids(p["order_ids"])]
     try:
-        server_now(ex, client)
+        ex.server_now()
     except ExchangeError as err:
         raise Refused("cannot re-read orders at %s: %s" % (futures_endpoint(p), describe(err, ex, reading=True))) \
             from None
-    stop = reconcile(ex, client, rows)
+    stop = reconcile(ex, rows)
     finish_rows(rows)
     counts = {}
     for row in rows:
@@ -646,7 +647,6 @@ def check_own_params(p):
 
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    fail_without_libraries(module)
     p, extra = effective_params(module.params, module.no_log_values)
     problem = check_own_params(p)
     if problem:
@@ -672,8 +672,8 @@ def run(p, check_mode):
               "failed_ids": [], "stop_reason": None, "targets": [], "kept": [], "calls": [], "results": [],
               "countdowns": []}
 
-    def work(ex, client):
-        out, stop = RUNNERS[p["state"]](ex, client, p, check_mode)
+    def work(ex):
+        out, stop = RUNNERS[p["state"]](ex, p, check_mode)
         # a ban or a rejected key fails the run even when nothing was left to do
         failed = out["partial"] or (stop is not None and stop.kind in ("banned", "credentials"))
         return out, out["summary"] if failed else None

@@ -14,7 +14,7 @@ version_added: "0.1.0"
 description:
   - The emergency stop's optional step "close positions with reduce-only market orders", done safely.
   - O(state=read) (the default) reads the exchange clock (C(GET /fapi/v1/time), weight 1) and the positions
-    (C(GET /fapi/v3/positionRisk), weight 5, what python-binance 1.0.37's C(futures_position_information) calls)
+    (C(GET /fapi/v3/positionRisk), weight 5, what python-binance 1.0.37's C(futures_position_information) reads)
     and returns the open (non-zero) ones. It never changes anything.
   - O(state=closed) reads the same way, then sends for each open position (only O(symbols) when given) one
     C(MARKET) order on the opposite side with C(reduceOnly=true) and C(quantity) = abs(C(positionAmt))
@@ -58,6 +58,7 @@ options:
     default: qtx-close-
 extends_documentation_fragment:
   - quantum.runbooks.binance
+  - quantum.runbooks.binance.exchange
 notes:
   - Stop the executor (and cancel its open orders) first - a position it opens after the first read is not
     closed; it is reported as a new position and the module fails.
@@ -233,19 +234,17 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.quantum.runbooks.plugins.module_utils import positions as pos
 from ansible_collections.quantum.runbooks.plugins.module_utils.binance_common import (
-    fail_without_libraries,
+    check_exchange_params,
+    connection_params,
+    exchange_argument_spec,
     futures_endpoint,
+    run_guarded,
 )
 from ansible_collections.quantum.runbooks.plugins.module_utils.binance_exchange import (
     STOP_KINDS,
     ExchangeError,
     Refused,
-    check_exchange_params,
-    connection_params,
     describe,
-    exchange_argument_spec,
-    run_guarded,
-    server_now,
     weight_text,
 )
 
@@ -255,36 +254,36 @@ POSITION_WEIGHT = 5  # GET /fapi/v3/positionRisk
 ORDER_WEIGHT = 0  # POST /fapi/v1/order: IP weight 0 (it counts against the account's order limits)
 
 
-def read_positions(ex, client):
-    """The raw positionRisk rows (v3, python-binance 1.0.37's default)."""
-    raw = ex.call(POSITION_WEIGHT, client.futures_position_information)
+def read_positions(ex):
+    """The raw positionRisk rows (GET /fapi/v3/positionRisk, as python-binance 1.0.37 read them)."""
+    raw = ex.call(POSITION_WEIGHT, "GET", "/v3/positionRisk")
     if not isinstance(raw, list):
         raise ExchangeError("unknown", "GET /fapi/v3/positionRisk answered without a list")
     return raw
 
 
-def first_read(ex, client, p, what):
+def first_read(ex, p, what):
     try:
-        server_now(ex, client)  # guards against a ban and sets the clock before the signed call
-        return read_positions(ex, client)
+        ex.server_now()  # guards against a ban and sets the clock before the signed call
+        return read_positions(ex)
     except ExchangeError as err:
         raise Refused("cannot read positions at %s: %s%s" % (
             futures_endpoint(p), describe(err, ex, reading=True), what)) from None
 
 
-def run_read(ex, client, p, check_mode):
-    positions = pos.open_positions(first_read(ex, client, p, ""), p["symbols"])
+def run_read(ex, p, check_mode):
+    positions = pos.open_positions(first_read(ex, p, ""), p["symbols"])
     return {"positions": positions, "open_count": len(positions),
             "summary": pos.read_summary(positions, p["symbols"], weight_text(ex))}, None
 
 
-def send_orders(ex, client, rows):
+def send_orders(ex, rows):
     """Send each closing order; the ExchangeError that stopped the run (later rows not attempted), or None."""
     for row in rows:
         try:
-            answer = ex.call(ORDER_WEIGHT, client.futures_create_order, symbol=row["symbol"], side=row["order_side"],
-                             type="MARKET", quantity=row["quantity"], reduceOnly="true",
-                             newClientOrderId=row["client_order_id"])
+            answer = ex.call(ORDER_WEIGHT, "POST", "/v1/order", {
+                "symbol": row["symbol"], "side": row["order_side"], "type": "MARKET", "quantity": row["quantity"],
+                "reduceOnly": "true", "newClientOrderId": row["client_order_id"]})
         except ExchangeError as err:
             row.update(order_result={"api": "error"}.get(err.kind, err.kind), error_code=err.code, error_msg=err.msg)
             if err.kind in STOP_KINDS or err.hanging:  # a 5xx or a -2022 is no reason to stop, silence is
@@ -296,8 +295,8 @@ def send_orders(ex, client, rows):
     return None
 
 
-def run_closed(ex, client, p, check_mode):
-    raw = first_read(ex, client, p, "; nothing was sent")
+def run_closed(ex, p, check_mode):
+    raw = first_read(ex, p, "; nothing was sent")
     before = pos.open_positions(raw, p["symbols"])
     hedged = [s for s in pos.hedge_mode_symbols(raw) if not p["symbols"] or s in p["symbols"]]
     out = {"positions_before": before, "positions": before, "open_count": len(before)}
@@ -312,11 +311,11 @@ def run_closed(ex, client, p, check_mode):
         out.update(changed=bool(rows), summary=pos.close_summary(rows, p["symbols"], check_mode, [], None, None,
                                                                  weight_text(ex)))
         return out, None
-    stop = send_orders(ex, client, rows)
+    stop = send_orders(ex, rows)
     after, reread_text = None, "positions not re-read: the run stopped"
     if stop is None or stop.kind == "unknown":
         try:
-            after = pos.open_positions(read_positions(ex, client))
+            after = pos.open_positions(read_positions(ex))
             reread_text = None
         except ExchangeError as err:
             reread_text = "positions not re-read: " + describe(err, ex, reading=True)
@@ -368,12 +367,11 @@ def run(p, check_mode):
     result = {"changed": False, "endpoint": futures_endpoint(p), "personality": "testnet" if p["testnet"] else
               "mainnet", "summary": None, "positions": None, "open_count": None, "positions_before": [],
               "positions_after": None, "results": [], "stop_reason": None}
-    return run_guarded(p, result, lambda ex, client: RUNNERS[p["state"]](ex, client, p, check_mode))
+    return run_guarded(p, result, lambda ex: RUNNERS[p["state"]](ex, p, check_mode))
 
 
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    fail_without_libraries(module)
     p, extra = effective_params(module.params, module.no_log_values)
     problem = check_own_params(p)
     if problem:

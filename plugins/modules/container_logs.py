@@ -11,7 +11,7 @@ short_description: Stream and summarise a container's JSON log lines
 version_added: "0.1.0"
 description:
   - Reads the last O(tail) lines (and/or the lines since O(since)) of a Docker
-    container's log through the Docker API, one line at a time, never the whole log.
+    container's log through the Docker API as a stream (64 KiB at a time), never the whole log at once.
   - Parses one JSON object per line (the quantum_trader format), skips noise such as
     tracebacks, and returns per-event counts, the most common C(GATE_BLOCKED) reason,
     the age of the last line and the last order-related events.

@@ -232,6 +232,32 @@ def test_used_weight_header_and_limit(sim):
     assert sim.client().futures_ping() == {}  # the testnet personality has its own budget
 
 
+def test_request_totals_outlive_the_weight_minute_and_reset(sim):
+    c = sim.client()
+    c.futures_get_open_orders()  # weight 40
+    assert api_error(c.futures_cancel_order, symbol="BTCUSDT", orderId=1).code == -2011  # weight 1, a 400
+    sim.faults("binance_429")
+    with pytest.raises(BinanceAPIException):
+        c.futures_time()  # weight 1, 429
+    totals = sim.ctl("GET", "/_sim/state")[1]["personalities"]["testnet"]["totals"]
+    assert totals == {"requests": 3, "weight": 42, "by_status": {"200": 1, "400": 1, "429": 1}}
+    assert sim.ctl("GET", "/_sim/state")[1]["personalities"]["mainnet"]["totals"]["requests"] == 0
+    sim.ctl("POST", "/_sim/reset")
+    assert sim.ctl("GET", "/_sim/state")[1]["personalities"]["testnet"]["totals"] == {
+        "requests": 0, "weight": 0, "by_status": {}}
+
+
+def test_extra_symbols(tmp_path):
+    extra = SimProcess(tmp_path, SIM_EXTRA_SYMBOLS="aaausdt, BBBUSDT")
+    try:
+        order = extra.seed(symbol="BBBUSDT", price="99.5", quantity="1")
+        assert order["symbol"] == "BBBUSDT" and order["price"] == "99.5"
+        symbols = [s["symbol"] for s in extra.client().futures_exchange_info()["symbols"]]
+        assert symbols == ["BTCUSDT", "ETHUSDT", "SOLUSDT", "AAAUSDT", "BBBUSDT"]
+    finally:
+        extra.stop()
+
+
 def test_income_positions_and_account_after_fills(sim):
     c = sim.client()
     c.futures_create_order(symbol="BTCUSDT", side="BUY", type="LIMIT", timeInForce="GTC", quantity="0.01",

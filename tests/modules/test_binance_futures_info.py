@@ -1,4 +1,4 @@
-"""quantum.runbooks.binance_futures_info and its module_utils (binance_probe, binance_common).
+"""quantum.runbooks.binance_futures_info and its module_utils (binance_probe, binance_connectivity, binance_exchange).
 
 Unit tests run against lab/images/binance_sim/sim.py started here as a subprocess on free loopback ports,
 with faults driven through its control API (no Docker, the shared lab is not touched). The module is then
@@ -18,12 +18,12 @@ import pytest
 from sim_process import KEYS, NO_PROXY, free_port
 
 from ansible_collections.quantum.runbooks.plugins.module_utils import binance_connectivity as mod
-from ansible_collections.quantum.runbooks.plugins.module_utils import binance_probe
+from ansible_collections.quantum.runbooks.plugins.module_utils import binance_exchange, binance_probe
 from ansible_collections.quantum.runbooks.plugins.module_utils.binance_common import (
     binance_argument_spec,
-    make_client,
-    redact,
+    make_exchange,
 )
+from ansible_collections.quantum.runbooks.plugins.module_utils.binance_exchange import redact
 
 ROOT = Path(__file__).resolve().parents[2]
 PROBE_PY = ROOT / "plugins" / "module_utils" / "binance_probe.py"
@@ -135,7 +135,7 @@ def test_probe_runs_as_a_stdlib_only_script(sim):
     assert res.returncode == 2 and json.loads(res.stdout)["error_kind"] == "other"
 
 
-# ---------------------------------------------------------------- binance_common
+# ---------------------------------------------------------------- binance_exchange
 
 def test_redact():
     key, secret = "AbCdEf0123456789", "s3cr3t/with+chars="
@@ -148,24 +148,35 @@ def test_redact():
     assert redact(None, [key]) is None and redact(ValueError("boom"), []) == "boom"
 
 
-def test_make_client_points_per_instance(sim):
-    from binance.client import Client
-    client = make_client(module_params(sim, ))
-    assert client.FUTURES_TESTNET_URL == sim.url() and Client.FUTURES_TESTNET_URL != sim.url()
-    assert client.futures_time()["serverTime"] > 0
-    mainnet = make_client(module_params(sim, futures_url=sim.url("mainnet"), testnet=False, api_key=KEYS["mainnet"][0],
-                                        api_secret=KEYS["mainnet"][1]))
-    assert mainnet.futures_account()["canTrade"] is True and Client.FUTURES_URL == "https://fapi.binance.{}/fapi"
+def test_exchange_signs_for_each_personality(sim):
+    """Signed GET, POST and DELETE against both personalities' keys: the simulator checks every signature."""
+    ex = make_exchange(module_params(sim, ))
+    assert ex.base_url == sim.url() and ex.send("GET", "/v1/time", signed=False)["serverTime"] > 0
+    placed = ex.send("POST", "/v1/order", {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC",
+                                           "quantity": "0.01", "price": "50000", "newClientOrderId": "qtx-sign-1"})
+    assert (placed["status"], placed["clientOrderId"], ex.http_status) == ("NEW", "qtx-sign-1", 200)
+    assert ex.send("GET", "/v1/order", {"symbol": "BTCUSDT", "origClientOrderId": "qtx-sign-1"})["status"] == "NEW"
+    assert ex.send("DELETE", "/v1/order", {"symbol": "BTCUSDT", "orderId": placed["orderId"]})["status"] == "CANCELED"
+    assert isinstance(ex.used_weight_1m, int) and ex.used_weight_1m >= 3
+    mainnet = make_exchange(module_params(sim, futures_url=sim.url("mainnet"), testnet=False,
+                                          api_key=KEYS["mainnet"][0], api_secret=KEYS["mainnet"][1]))
+    assert mainnet.send("GET", "/v2/account")["canTrade"] is True
+    with pytest.raises(binance_exchange.ExchangeError) as err:  # the testnet key on mainnet
+        make_exchange(module_params(sim, futures_url=sim.url("mainnet"))).send("GET", "/v2/account")
+    assert (err.value.kind, err.value.code, err.value.http_status) == ("credentials", -2015, 401)
+    logged = sim.ctl("GET", "/_sim/requests?personality=testnet")[1]
+    assert [(x["method"], x["path"], x["status"]) for x in logged] == [
+        ("GET", "/fapi/v1/time", 200), ("POST", "/fapi/v1/order", 200), ("GET", "/fapi/v1/order", 200),
+        ("DELETE", "/fapi/v1/order", 200)]
 
 
-def test_signed_call_redacts_connection_errors():
-    """requests quotes the signed URL in ConnectionError; the result must not carry it."""
+def test_signed_read_connection_errors_carry_no_secrets():
     closed = f"http://127.0.0.1:{free_port()}/fapi"
     params = {"futures_url": closed, "testnet": True, "api_key": TEST_KEY, "api_secret": TEST_SECRET, "timeout": 2}
-    client = make_client(params)
-    out, payload = mod.signed_call(client, client.futures_account, 2, [TEST_KEY, TEST_SECRET], mod.Tracker())
-    assert payload is None and (out["status"], out["error_kind"]) == ("unreachable", "refused")
-    assert "signature=********" in out["error_msg"]
+    out, payload = mod.signed_read(make_exchange(params), "account")
+    assert payload is None and out["http_status"] is None
+    assert (out["status"], out["error_kind"]) == ("unreachable", "refused")
+    assert out["error_msg"].startswith("refused: ")
     assert_no_secrets(json.dumps(out))
 
 
@@ -277,9 +288,9 @@ def test_checks_no_key_skips_signed(sim):
 def test_checks_stuck_orders(sim):
     """Own order resting (stuck_orders backdates it 600 s), a seeded old own order, a young foreign one."""
     sim.faults("stuck_orders")
-    client = make_client(module_params(sim, ))
-    placed = client.futures_create_order(symbol="ETHUSDT", side="BUY", type="LIMIT", timeInForce="GTC",
-                                         quantity="0.05", price="2900", newClientOrderId="qtx-stuck-1")
+    placed = sim.client().futures_create_order(  # as the executor places it: python-binance
+        symbol="ETHUSDT", side="BUY", type="LIMIT", timeInForce="GTC", quantity="0.05", price="2900",
+        newClientOrderId="qtx-stuck-1")
     assert placed["status"] == "NEW"
     sim.faults()
     sim.seed(client_order_id="qtx-old-1", age_s=900)
@@ -297,6 +308,25 @@ def test_checks_stuck_orders(sim):
     r = mod.run_checks(module_params(sim, max_orders=1, stuck_after_s=1000, client_order_prefix="manual-"))
     oo = r["open_orders"]
     assert (oo["count"], oo["own_count"], oo["stuck_count"], oo["truncated"], len(oo["orders"])) == (3, 1, 0, True, 1)
+
+
+@pytest.mark.parametrize("err,expected", [
+    (binance_exchange.ExchangeError("credentials", "m", 401, -2015), ("rejected", 401, -2015, None)),
+    (binance_exchange.ExchangeError("credentials", "m", 400, -1022), ("rejected", 400, -1022, None)),
+    (binance_exchange.ExchangeError("api", "m", 400, -1021), ("clock_skew", 400, -1021, None)),
+    (binance_exchange.ExchangeError("rate_limited", "m", 429, -1003, 30), ("rate_limited", 429, -1003, None)),
+    (binance_exchange.ExchangeError("banned", "m", 418, -1003, 120), ("ip_banned", 418, -1003, None)),
+    (binance_exchange.ExchangeError("unknown", "m", 503, -1000), ("error", 503, -1000, None)),
+    (binance_exchange.ExchangeError("unknown", "Invalid Response: x", 200), ("error", 200, None, None)),
+    (binance_exchange.ExchangeError("unreachable", "m", cause="dns"), ("unreachable", None, None, "dns")),
+    (binance_exchange.ExchangeError("unknown", "m", cause="timeout"), ("unreachable", None, None, "timeout")),
+    (binance_exchange.ExchangeError("unknown", "m", cause="other"), ("unreachable", None, None, "other")),
+    (binance_exchange.ExchangeError("unknown", "ValueError: m"), ("error", None, None, None)),
+])
+def test_outcome_reads_the_clients_errors(err, expected):
+    out = mod.outcome(err)
+    assert (out["status"], out["http_status"], out["error_code"], out["error_kind"]) == expected
+    assert out["error_msg"] == err.msg and out["reason"] is None
 
 
 def test_summarize_orders_uses_the_exchange_clock():
@@ -344,12 +374,12 @@ def test_path_finding_values():
 
 def test_call_bounded():
     started = time.monotonic()
-    with pytest.raises(mod.CallOverrun):
-        mod.call_bounded(lambda: time.sleep(5), 0.3)
+    with pytest.raises(binance_exchange.CallOverrun):
+        binance_exchange.call_bounded(lambda: time.sleep(5), 0.3)
     assert time.monotonic() - started < 1
     with pytest.raises(ZeroDivisionError):
-        mod.call_bounded(lambda: 1 / 0, 1)
-    assert mod.call_bounded(lambda: 42, 1) == 42
+        binance_exchange.call_bounded(lambda: 1 / 0, 1)
+    assert binance_exchange.call_bounded(lambda: 42, 1) == 42
 
 
 def test_container_error_is_data(sim):

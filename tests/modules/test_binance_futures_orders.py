@@ -1,4 +1,4 @@
-"""quantum.runbooks.binance_futures_orders and its module_utils (stuck_orders, binance_exchange).
+"""quantum.runbooks.binance_futures_orders and its module_utils (stuck_orders, binance_common, binance_exchange).
 
 Against lab/images/binance_sim/sim.py started as a local process (the `sim` fixture): no Docker, the shared
 lab is never touched. Mid-run faults come from the simulator's POST /_sim/faults/next, which calls were sent
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sim_process import KEYS, assert_no_secrets, module_params, run_in_process
 
-from ansible_collections.quantum.runbooks.plugins.module_utils import binance_exchange, stuck_orders
+from ansible_collections.quantum.runbooks.plugins.module_utils import binance_common, stuck_orders
 from ansible_collections.quantum.runbooks.plugins.modules import binance_futures_orders as mod
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -285,10 +285,10 @@ def test_silence_on_a_cancel_stops_the_cancels_then_reconciles(sim, monkeypatch)
     btc, eth, sol = three_single_targets(sim)
     sent = mod.send_cancel
 
-    def first_times_out(ex, client, call):
+    def first_times_out(ex, call):
         if call["symbol"] == "BTCUSDT":
             raise mod.ExchangeError("unknown", "read timed out after 2 s")
-        return sent(ex, client, call)
+        return sent(ex, call)
 
     monkeypatch.setattr(mod, "send_cancel", first_times_out)
     r, failure = run(sim)
@@ -367,7 +367,7 @@ def test_settings_from_container(monkeypatch):
     env = {"BINANCE_USE_TESTNET": "true", "BINANCE_FUTURES_TESTNET_URL": "http://binance-sim:8081/fapi",
            "BINANCE_API_KEY": "containerKey123", "BINANCE_API_SECRET": "containerSecret456",
            "EXECUTOR_CLIENT_ORDER_PREFIX": "bot-"}
-    monkeypatch.setattr(binance_exchange, "container_settings", lambda name: ("running", env))
+    monkeypatch.setattr(binance_common, "container_settings", lambda name: ("running", env))
     p = {name: opt.get("default") for name, opt in mod.argument_spec().items()}
     hidden = set()
     eff, extra = mod.effective_params(dict(p, settings_from_container="quantum_auto_executor",

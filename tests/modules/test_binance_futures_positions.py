@@ -9,7 +9,7 @@ GET /_sim/positions. The module also runs end to end through the `ansible` CLI (
 from ansible_run import run_module
 from sim_process import KEYS, assert_no_secrets, module_params, run_in_process
 
-from ansible_collections.quantum.runbooks.plugins.module_utils import binance_exchange
+from ansible_collections.quantum.runbooks.plugins.module_utils import binance_common
 from ansible_collections.quantum.runbooks.plugins.module_utils import positions as pos
 from ansible_collections.quantum.runbooks.plugins.modules import binance_futures_positions as mod
 
@@ -96,7 +96,7 @@ def test_bad_arguments():
 def test_settings_from_container(monkeypatch):
     env = {"BINANCE_USE_TESTNET": "true", "BINANCE_FUTURES_TESTNET_URL": "http://binance-sim:8081/fapi",
            "BINANCE_API_KEY": "containerKey123", "BINANCE_API_SECRET": "containerSecret456"}
-    monkeypatch.setattr(binance_exchange, "container_settings", lambda name: ("running", env))
+    monkeypatch.setattr(binance_common, "container_settings", lambda name: ("running", env))
     p = {name: opt.get("default") for name, opt in mod.argument_spec().items()}
     hidden = set()
     eff, extra = mod.effective_params(dict(p, settings_from_container="quantum_auto_executor",
@@ -203,8 +203,8 @@ def test_position_changed_meanwhile_reduce_only_rejected(sim, monkeypatch):
     real_read = mod.read_positions
     calls = []
 
-    def read_then_the_world_moves(ex, client):
-        raw = real_read(ex, client)
+    def read_then_the_world_moves(ex):
+        raw = real_read(ex)
         if not calls:
             c = sim.client()
             c.futures_create_order(symbol="BTCUSDT", side="SELL", type="MARKET", quantity="0.01", reduceOnly="true")

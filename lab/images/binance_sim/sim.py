@@ -67,6 +67,9 @@ SYMBOLS = {
     "ETHUSDT": (Decimal("3000"), "0.01", "0.001"),
     "SOLUSDT": (Decimal("150"), "0.0100", "1"),
 }
+# More symbols for benches (SIM_EXTRA_SYMBOLS=AAAUSDT,BBBUSDT): each at reference 100, tick 0.01, step 0.001.
+for _extra in filter(None, os.environ.get("SIM_EXTRA_SYMBOLS", "").upper().replace(" ", "").split(",")):
+    SYMBOLS.setdefault(_extra, (Decimal("100"), "0.01", "0.001"))
 MSG_1003_429 = ("Too many requests; current limit is %d requests per minute. "
                 "Please use the websocket for live updates to avoid polling the API.")
 MSG_1003_418 = "Way too many requests; IP(%s) banned until %d. Please use the websocket for live updates to avoid bans."
@@ -212,6 +215,7 @@ class Book:
         self.wallet = START_BALANCE
         self.next_id = 8_000_000_001 if name == "mainnet" else 4_000_000_001
         self.weights = {}  # ip -> {epoch second: weight}
+        self.totals = {"requests": 0, "weight": 0, "by_status": {}}  # every API request since the reset
         self.order_times = deque()  # ms of accepted new orders in the last minute
         self.countdowns = {}  # symbol -> {"countdown_ms", "deadline" (monotonic), "timer"}
         self.countdowns_fired = deque(maxlen=100)  # {"symbol", "ts", "cancelled"} per expiry
@@ -313,7 +317,8 @@ class Book:
         return {"open_orders": len(self.open_orders()), "orders_total": len(self.orders),
                 "positions": sum(1 for p in self.positions.values() if p.amt != 0), "income": len(self.income),
                 "trades": len(self.trades), "used_weight": self.used_weight(),
-                "countdowns": self.armed_countdowns(), "countdowns_fired": list(self.countdowns_fired)}
+                "countdowns": self.armed_countdowns(), "countdowns_fired": list(self.countdowns_fired),
+                "totals": dict(self.totals, by_status=dict(self.totals["by_status"]))}
 
 
 class Sim:
@@ -951,6 +956,8 @@ def api_handler(sim, name):
             weight = (route[0](params) if callable(route[0]) else route[0]) if route else 1
             with sim.lock:
                 used = book.add_weight(self.client_address[0], weight)
+                book.totals["requests"] += 1
+                book.totals["weight"] += weight
             headers = {"X-MBX-USED-WEIGHT-1M": used}
             status, code = 200, None
             try:
@@ -964,6 +971,8 @@ def api_handler(sim, name):
                 status, code = 500, -1000
                 self.reply(500, {"code": -1000, "msg": "An unknown error occured while processing the request."},
                            headers, -1000)
+            with sim.lock:
+                book.totals["by_status"][str(status)] = book.totals["by_status"].get(str(status), 0) + 1
             sim.record_request(name, self.command, url.path, status, code, params, arrived_ms)
 
         def run(self, route, book, params, raw_query, raw_body, used, headers):
