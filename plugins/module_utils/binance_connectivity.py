@@ -39,6 +39,8 @@ from ansible_collections.quantum.runbooks.plugins.module_utils.binance_exchange 
 from ansible_collections.quantum.runbooks.plugins.module_utils.dotenv import effective_values
 
 CHECKS = ["time", "account", "open_orders"]
+# The executor's own clientOrderId prefix when neither the caller nor its environment names one.
+DEFAULT_CLIENT_ORDER_PREFIX = "qtx-"
 # The signed reads (GET, through Exchange.send): account weight 5, open orders of all symbols weight 40.
 SIGNED_PATHS = {"account": "/v2/account", "open_orders": "/v1/openOrders"}
 SIGNED = tuple(SIGNED_PATHS)
@@ -279,6 +281,7 @@ def apply_container_settings(no_log_values, p):
     effective, container_url = apply_settings(p, env)
     effective["container_futures_url"] = p.get("container_futures_url") or container_url
     effective["container"] = p.get("container") or (p["settings_from_container"] if state == "running" else None)
+    effective["client_order_prefix"] = p.get("client_order_prefix") or env.get("EXECUTOR_CLIENT_ORDER_PREFIX")
     if not (p.get("futures_testnet_url") if effective["testnet"] else p.get("futures_url")):
         effective["futures_url"] = effective["container_futures_url"]
     return effective, {"settings_container_state": state,
@@ -319,7 +322,7 @@ def argument_spec():
     return binance_argument_spec(
         checks=dict(type="list", elements="str", choices=CHECKS, default=list(CHECKS)),
         stuck_after_s=dict(type="int", default=300),
-        client_order_prefix=dict(type="str", default="qtx-"),
+        client_order_prefix=dict(type="str"),
         container=dict(type="str"),
         container_futures_url=dict(type="str"),
         max_orders=dict(type="int", default=50),
@@ -339,6 +342,7 @@ def connectivity(p, no_log_values):
     extra = {}
     if p.get("settings_from_container"):
         p, extra = apply_container_settings(no_log_values, p)
+    p = dict(p, client_order_prefix=p.get("client_order_prefix") or DEFAULT_CLIENT_ORDER_PREFIX)
     if p.get("dotenv_path"):
         extra["dotenv"], dotenv_error = dotenv_settings(p["dotenv_path"])
         if dotenv_error:

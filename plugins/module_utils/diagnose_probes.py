@@ -60,7 +60,7 @@ SPECS = {
         api_secret=dict(type="str", no_log=True),
         timeout=dict(type="float", default=5.0),
         stuck_after_s=dict(type="int", default=300),
-        client_order_prefix=dict(type="str", default="qtx-"),
+        client_order_prefix=dict(type="str"),
     ),
     "event_bus": dict(
         CONNECTION_SPEC,

@@ -50,8 +50,9 @@ options:
     description:
       - Client order ids starting with this prefix are the executor's own orders (its C(EXECUTOR_CLIENT_ORDER_PREFIX)).
       - Orders without it are foreign (for example a human's manual order).
+      - Default is the container's C(EXECUTOR_CLIENT_ORDER_PREFIX) with O(settings_from_container) (read from
+        its environment like the other settings), else C(qtx-).
     type: str
-    default: qtx-
   container:
     description:
       - Name or ID of a running container (for example C(quantum_auto_executor)) from which C(/v1/time) is

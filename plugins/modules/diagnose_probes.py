@@ -52,7 +52,10 @@ options:
       api_secret: {description: Secret for the signed checks (default - the container's)., type: str}
       timeout: {description: Seconds per request., type: float, default: 5}
       stuck_after_s: {description: An open order older than this is stuck., type: int, default: 300}
-      client_order_prefix: {description: The executor's clientOrderId prefix., type: str, default: qtx-}
+      client_order_prefix:
+        description: The executor's clientOrderId prefix (default - the container's C(EXECUTOR_CLIENT_ORDER_PREFIX),
+          else C(qtx-)).
+        type: str
   event_bus:
     description: Check 3 - the options of M(quantum.runbooks.redis_stream_info).
     type: dict

@@ -129,8 +129,8 @@ def test_a_fleet_ends_with_one_table_worst_first_and_one_fleet_report(fault, tmp
         "        down-host: {ansible_host: 127.0.0.1, ansible_port: 1, ansible_connection: ssh,"
         " ansible_ssh_common_args: -o ConnectTimeout=3}\n"
         f"      vars: {{qt_project_dir: '{ROOT}/lab/run/quantum_trader',"
-        " binance_connectivity_host_futures_url: 'http://127.0.0.1:18080/fapi',"
-        " binance_connectivity_host_futures_testnet_url: 'http://127.0.0.1:18081/fapi',"
+        " qt_binance_futures_url: 'http://127.0.0.1:18080/fapi',"
+        " qt_binance_futures_testnet_url: 'http://127.0.0.1:18081/fapi',"
         " diagnose_verdict_no_signal_after_s: 6, diagnose_verdict_unanswered_after_s: 5}\n")
     res = subprocess.run([*PLAYBOOK[:1], "-i", str(inventory), "diagnose.yml", "-e", f"diagnose_report_dir={tmp_path}"],
                          cwd=ROOT, capture_output=True, text=True, timeout=180, check=False)

@@ -339,6 +339,28 @@ def test_summarize_orders_uses_the_exchange_clock():
     assert [o["orderId"] for o in s["orders"]] == [1, 2, 3] and s["orders"][2]["age_s"] is None
 
 
+@pytest.mark.parametrize("given, env, want", [
+    (None, {"EXECUTOR_CLIENT_ORDER_PREFIX": "bot-"}, "bot-"),  # the running executor's own prefix
+    ("", {"EXECUTOR_CLIENT_ORDER_PREFIX": "bot-"}, "bot-"),    # qt_client_order_prefix left empty
+    ("mine-", {"EXECUTOR_CLIENT_ORDER_PREFIX": "bot-"}, "mine-"),
+    (None, {}, "qtx-"),                                        # an executor that sets none
+    (None, None, "qtx-"),                                      # no container to read settings from
+])
+def test_client_order_prefix_defaults_to_the_executors(monkeypatch, given, env, want):
+    """Own orders are the ones with the running executor's EXECUTOR_CLIENT_ORDER_PREFIX unless a prefix is given
+    (the same rule as binance_futures_orders), so the diagnosis and the cancels agree on which orders are ours."""
+    seen = {}
+    monkeypatch.setattr(mod, "container_settings", lambda name: ("running", dict(env or {})))
+    monkeypatch.setattr(mod, "run_checks", lambda p: seen.update(p) or {})
+    spec = mod.argument_spec()
+    params = {name: opt.get("default") for name, opt in spec.items()}
+    params.update(api_key="k", api_secret="s", futures_url="http://127.0.0.1:1/fapi", client_order_prefix=given,
+                  settings_from_container="quantum_auto_executor" if env is not None else None)
+    assert spec["client_order_prefix"].get("default") is None
+    mod.connectivity(params, set())
+    assert seen["client_order_prefix"] == want
+
+
 def test_path_finding_values():
     ok, down = {"reachable": True}, {"reachable": False}
     assert mod.path_finding(ok, ok, True) == "both_ok"

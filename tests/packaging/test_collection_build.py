@@ -14,7 +14,7 @@ BIN = Path(sys.executable).parent
 SHIPPED = {"README.md", "CHANGELOG.md", "MANIFEST.json", "FILES.json", "meta", "plugins", "roles", "playbooks",
            "docs", "diagnose.yml", "inventory", "alerts", "rulebooks", "execution-environment",
            "execution-environment.yml", "requirements.txt", "requirements.yml", "ansible.cfg", ".ansible-lint",
-           "tests"}
+           ".ansible-lint-ignore", "tests"}
 NEVER = {"lab", "molecule", "bench", "remediation", "scripts", ".github", ".ci", ".config", ".collections",
          ".venv", "reports", "Makefile", "pyproject.toml", "requirements-dev.txt", "requirements-eda.txt"}
 
