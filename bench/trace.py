@@ -131,8 +131,8 @@ def start_container(name, lines):
         if CID in tail and "ORDER_RESPONSE" in tail:
             return
         if docker("inspect", "-f", "{{.State.Running}}", name, check=False).stdout.strip() != "true":
-            raise SystemExit("the log container stopped early: " + docker("logs", "--tail", "5", name,
-                                                                            check=False).stderr)
+            last = docker("logs", "--tail", "5", name, check=False).stderr
+            raise SystemExit("the log container stopped early: " + last)
         time.sleep(1)
     raise SystemExit(f"the log container did not write {lines} lines in time")
 

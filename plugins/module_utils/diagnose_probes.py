@@ -243,4 +243,3 @@ def run_probes(raw, no_log_values):
         if thread.is_alive():  # daemon: it dies with the module
             results[name] = {"failed": True, "msg": "the %s probe did not finish within %g s" % (name, bound)}
     return dict(results)  # a copy: a late probe cannot change what is returned
-

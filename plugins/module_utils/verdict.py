@@ -345,7 +345,6 @@ def fleet_rows(reports):
     return sorted(rows, key=rank)
 
 
-
 def fleet_table(rows):
     """fleet_rows' rows as aligned text lines: a header, then one line per host."""
     cells = [("HOST", "VERDICT", "NEXT")] + [(r["host"], r["verdict"], r["next"]) for r in rows]

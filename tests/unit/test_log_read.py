@@ -118,8 +118,8 @@ def test_log_blocks_asks_like_container_logs_and_reads_large_blocks():
 def test_log_blocks_tail_and_tty():
     response = FakeResponse(b"raw tty output\nline two\n")
     container = FakeContainer(response, tty=True)  # a TTY's log is not multiplexed
-    assert list(iter_lines(log_follow.log_blocks(container, tail=5, timestamps=False))) == ["raw tty output",
-                                                                                             "line two"]
+    lines = list(iter_lines(log_follow.log_blocks(container, tail=5, timestamps=False)))
+    assert lines == ["raw tty output", "line two"]
     params = container.client.api.calls[0][1]["params"]
     assert params["tail"] == 5 and params["timestamps"] == 0 and "since" not in params
 
