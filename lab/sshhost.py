@@ -285,19 +285,24 @@ class Host:
         if pid and not wrote and stamp_file.exists() and stamp_file.read_text() == stamp and _port_open():
             return
         self._change("start sshd")
-        if pid:
-            os.kill(pid, 15)
+        # The port is fixed, like the lab's container names: a lab sshd of another checkout (its lab is gone or
+        # taken over) would answer in place of ours, with another host key. Stop it as we stop ours.
+        others = [other for other in _lab_sshds() if other != pid and f"-f {config}".encode() not in _cmdline(other)]
+        for other in [pid] + others if pid else others:
+            os.kill(other, 15)
             for _dummy in range(50):
-                if not Path(f"/proc/{pid}").exists():
+                if not Path(f"/proc/{other}").exists():
                     break
                 time.sleep(0.1)
+        for other in others:
+            self.log(f"ssh host: stopped the lab sshd of another checkout (pid {other})")
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation directory
         test = _run(["/usr/sbin/sshd", "-t", "-f", str(config)], check=False)
         if test.returncode:
             raise SshHostError(f"sshd rejects {config}: {test.stderr.strip()[-300:]}")
         _run(["/usr/sbin/sshd", "-f", str(config)])  # daemonizes; outlives labctl
         for _dummy in range(50):
-            if _port_open():
+            if _port_open() and self._sshd_pid():  # ours (its pid file), not whatever else holds the port
                 break
             time.sleep(0.1)
         else:
@@ -359,6 +364,24 @@ def give_back(run_dir, paths=None):
         return
     for p in not_qts(run_dir) if paths is None else paths:
         os.lchown(p, qt.pw_uid, qt.pw_gid)
+
+
+def _cmdline(pid):
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def _lab_sshds():
+    """Pids of the lab's sshd listeners, of any checkout ("sshd: /usr/sbin/sshd -f <checkout>/lab/run/ssh/...")."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            cmdline = _cmdline(entry.name)
+            if b"sshd -f " in cmdline and b"/lab/run/ssh/sshd_config" in cmdline and b"[listener]" in cmdline:
+                pids.append(int(entry.name))
+    return pids
 
 
 def _port_open():
