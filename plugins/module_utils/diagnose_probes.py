@@ -25,17 +25,14 @@ from ansible_collections.quantum.runbooks.plugins.module_utils.docker_sdk import
 from ansible_collections.quantum.runbooks.plugins.module_utils.log_follow import summarise
 from ansible_collections.quantum.runbooks.plugins.module_utils.missing_library import missing_library
 from ansible_collections.quantum.runbooks.plugins.module_utils.redis_connect import (
-    CONNECTION_SPEC,
     HAS_REDIS,
+    STREAM_INFO_SPEC,
     read_kill_switch,
     stream_info,
+    stream_info_problem,
     url_secrets,
 )
-from ansible_collections.quantum.runbooks.plugins.module_utils.redis_streams import (
-    DEFAULT_IDLE_AFTER_MS,
-    DEFAULT_STREAMS,
-    one_line,
-)
+from ansible_collections.quantum.runbooks.plugins.module_utils.redis_streams import one_line
 
 DOCKER_SPEC = dict(
     docker_host=dict(type="str", default="unix:///var/run/docker.sock"),
@@ -62,11 +59,7 @@ SPECS = {
         stuck_after_s=dict(type="int", default=300),
         client_order_prefix=dict(type="str"),
     ),
-    "event_bus": dict(
-        CONNECTION_SPEC,
-        streams=dict(type="list", elements="str", default=list(DEFAULT_STREAMS)),
-        idle_after_ms=dict(type="int", default=DEFAULT_IDLE_AFTER_MS),
-    ),
+    "event_bus": STREAM_INFO_SPEC,
     "trace": dict(
         DOCKER_SPEC,
         containers=dict(type="list", elements="str", required=True),
@@ -190,6 +183,8 @@ def run_probes(raw, no_log_values):
         if name == "event_bus":
             no_log_values.update(url_secrets(params[name].get("url")))
         why = missing(name, params[name])
+        if not why and name == "event_bus":  # the checks redis_stream_info makes of the same options
+            why = stream_info_problem(params[name])
         if why:
             results[name] = {"failed": True, "msg": why}
             params.pop(name)

@@ -24,6 +24,8 @@ from ansible_collections.quantum.runbooks.plugins.module_utils.docker_sdk import
 )
 from ansible_collections.quantum.runbooks.plugins.module_utils.missing_library import missing_library
 from ansible_collections.quantum.runbooks.plugins.module_utils.redis_streams import (
+    DEFAULT_IDLE_AFTER_MS,
+    DEFAULT_STREAMS,
     ContainerUnavailable,
     RedisError,
     one_line,
@@ -54,6 +56,12 @@ CONNECTION_SPEC = dict(
     port=dict(type="int", default=6379),
     timeout=dict(type="float", default=3.0),
     docker_host=dict(type="str", default="unix:///var/run/docker.sock"),
+)
+# redis_stream_info's options (the diagnosis' event bus slice takes the same).
+STREAM_INFO_SPEC = dict(
+    CONNECTION_SPEC,
+    streams=dict(type="list", elements="str", default=list(DEFAULT_STREAMS)),
+    idle_after_ms=dict(type="int", default=DEFAULT_IDLE_AFTER_MS),
 )
 
 
@@ -125,9 +133,8 @@ def fail_without_libraries(module):
                          exception=DOCKER_IMPORT_ERROR)
 
 
-def check_url(module):
-    """Fail in one line (password masked) when O(url) is set but is not a Redis URL."""
-    url = module.params["url"]
+def url_problem(url):
+    """One line (password masked) when ``url`` is set but is not a Redis URL, else None."""
     if url:
         try:
             redis.connection.parse_url(url)
@@ -136,7 +143,29 @@ def check_url(module):
                 detail = "not a Redis URL (in a password, percent-encode / ? # @ : as %2F %3F %23 %40 %3A)"
             else:
                 detail = str(err)
-            module.fail_json(msg=f"invalid url {masked_url(url)}: {detail}")
+            return f"invalid url {masked_url(url)}: {detail}"
+    return None
+
+
+def check_url(module):
+    """Fail in one line (password masked) when O(url) is set but is not a Redis URL."""
+    problem = url_problem(module.params["url"])
+    if problem:
+        module.fail_json(msg=problem)
+
+
+def stream_info_problem(p):
+    """One line for stream_info options that cannot make a check (redis_stream_info's and the diagnosis' event
+    bus slice), else None."""
+    if p["timeout"] <= 0:
+        return f"timeout must be > 0, got {p['timeout']}"
+    if p["idle_after_ms"] < 0:
+        return f"idle_after_ms must be >= 0, got {p['idle_after_ms']}"
+    if not 0 < p["port"] < 65536:
+        return f"port must be 1-65535, got {p['port']}"
+    if not p["streams"]:
+        return "streams must name at least one stream"
+    return url_problem(p["url"]) or (None if p["url"] or p["container"] else "set url or container")
 
 
 def redis_client(url, timeout):

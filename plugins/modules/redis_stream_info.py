@@ -227,39 +227,21 @@ streams:
 
 
 from ansible_collections.quantum.runbooks.plugins.module_utils.redis_connect import (
-    CONNECTION_SPEC,
+    STREAM_INFO_SPEC,
     RedisModule,
-    check_url,
     fail_without_libraries,
     stream_info,
-)
-from ansible_collections.quantum.runbooks.plugins.module_utils.redis_streams import (
-    DEFAULT_IDLE_AFTER_MS,
-    DEFAULT_STREAMS,
-)
-
-ARGUMENT_SPEC = dict(
-    CONNECTION_SPEC,
-    streams=dict(type="list", elements="str", default=list(DEFAULT_STREAMS)),
-    idle_after_ms=dict(type="int", default=DEFAULT_IDLE_AFTER_MS),
+    stream_info_problem,
 )
 
 
 def main():
-    module = RedisModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)  # never shows the url's password
+    module = RedisModule(argument_spec=STREAM_INFO_SPEC, supports_check_mode=True)  # never shows the url's password
     p = module.params
     fail_without_libraries(module)
-    if p["timeout"] <= 0:
-        module.fail_json(msg=f"timeout must be > 0, got {p['timeout']}")
-    if p["idle_after_ms"] < 0:
-        module.fail_json(msg=f"idle_after_ms must be >= 0, got {p['idle_after_ms']}")
-    if not 0 < p["port"] < 65536:
-        module.fail_json(msg=f"port must be 1-65535, got {p['port']}")
-    if not p["streams"]:
-        module.fail_json(msg="streams must name at least one stream")
-    check_url(module)
-    if not p["url"] and not p["container"]:
-        module.fail_json(msg="set url or container")
+    problem = stream_info_problem(p)
+    if problem:
+        module.fail_json(msg=problem)
     module.exit_json(changed=False, **stream_info(p))
 
 

@@ -65,6 +65,7 @@ def test_the_trace_takes_the_order_from_the_executor_read_in_the_same_run(monkey
 
 def test_a_redis_url_password_joins_the_no_log_values(monkeypatch):
     monkeypatch.setattr(dp, "missing", lambda name, p: None)
+    monkeypatch.setattr(dp, "stream_info_problem", lambda p: None)  # the URL check needs redis-py
     monkeypatch.setattr(dp, "stream_info", lambda p: {"reachable": False})
     hidden = set()
     dp.run_probes({"event_bus": {"url": "redis://u:s3cret-pw@127.0.0.1:1/0"}}, hidden)
@@ -96,3 +97,10 @@ def test_check_1_reads_an_operator_stop_from_either_place_and_a_failed_slice_as_
     assert executor_result({"exists": False}, 1.0)["status"] == "missing"
     assert executor_result({"failed": True, "msg": "cannot reach Docker"}, 1.0) == {
         "check_error": "cannot reach Docker", "finished_at": 1.0}
+
+
+def test_the_event_bus_slice_is_refused_as_redis_stream_info_refuses_it(monkeypatch):
+    monkeypatch.setattr(dp, "missing", lambda name, p: None)
+    monkeypatch.setattr(dp, "stream_info", lambda p: pytest.fail("a refused slice must not be read"))
+    results = dp.run_probes({"event_bus": {"container": "quantum_redis", "timeout": 0}}, set())
+    assert results["event_bus"] == {"failed": True, "msg": "timeout must be > 0, got 0.0"}
