@@ -22,7 +22,7 @@ from ansible_collections.quantum.runbooks.plugins.module_utils.docker_sdk import
     NotFound,
     docker_client,
 )
-from ansible_collections.quantum.runbooks.plugins.module_utils.log_follow import summarise
+from ansible_collections.quantum.runbooks.plugins.module_utils.log_follow import summarise, summarise_container
 from ansible_collections.quantum.runbooks.plugins.module_utils.missing_library import missing_library
 from ansible_collections.quantum.runbooks.plugins.module_utils.redis_connect import (
     HAS_REDIS,
@@ -104,12 +104,13 @@ def read_executor(p):
     client = docker_client(p["docker_host"], p["timeout"])
     try:
         try:
-            attrs = client.api.inspect_container(p["container"])
+            container = client.containers.get(p["container"])  # one inspect: its state, and the log's TTY flag
         except NotFound:
             return {"exists": False}
+        attrs = container.attrs
         state = attrs.get("State") or {}
-        logs = summarise(client, p["container"], {"tail": p["log_lines"], "since": 0, "since_ts": None,
-                                                  "correlation_id": None, "keep_last": 20}, NotFound)
+        logs = dict(exists=True, **summarise_container(container, {
+            "tail": p["log_lines"], "since": 0, "since_ts": None, "correlation_id": None, "keep_last": 20}))
     finally:
         client.close()
     return {"exists": True, "restart_count": attrs.get("RestartCount", 0),

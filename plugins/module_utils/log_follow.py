@@ -135,6 +135,11 @@ def summarise(client, name, p, not_found=LookupError):
         container = client.containers.get(name)
     except not_found:
         return {"exists": False}
+    return dict(exists=True, **summarise_container(container, p))
+
+
+def summarise_container(container, p):
+    """summarise() for a container already looked up (its inspect data is in ``container.attrs``)."""
     kwargs = {"timestamps": True}
     if p["tail"] >= 0:
         kwargs["tail"] = p["tail"]
@@ -144,4 +149,4 @@ def summarise(client, name, p, not_found=LookupError):
         kwargs["since"] = int(time.time()) - p["since"]
     summary = LogSummary(keep_last=p["keep_last"], correlation_id=p["correlation_id"])
     read_all(log_blocks(container, **kwargs), summary.add)
-    return dict(exists=True, **summary.result(time.time()))
+    return summary.result(time.time())
