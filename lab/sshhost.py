@@ -268,11 +268,10 @@ class Host:
     def _sshd_pid(self):
         try:
             pid = int((self.ssh_dir / "sshd.pid").read_text().split()[0])
-            # sshd rewrites its command line: "sshd: /usr/sbin/sshd -f CONFIG [listener] ..."
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except (OSError, ValueError, IndexError):
             return None
-        return pid if f"-f {self.ssh_dir / 'sshd_config'}".encode() in cmdline else None
+        # sshd rewrites its command line: "sshd: /usr/sbin/sshd -f CONFIG [listener] ..."
+        return pid if f"-f {self.ssh_dir / 'sshd_config'}".encode() in _cmdline(pid) else None
 
     def sshd(self):
         """sshd runs with this config and host key; restarted only when either changed."""
