@@ -5,7 +5,6 @@ import json
 import os
 import re
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -23,32 +22,37 @@ KEYS = {
 NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class SimProcess:
     def __init__(self, tmp, **extra_env):
         """`extra_env`: more SIM_* settings, e.g. SIM_SEED="7", SIM_WALK_INTERVAL_S="0.05"."""
-        self.ports = {"mainnet": free_port(), "testnet": free_port(), "control": free_port()}
         self.log = tmp / "sim.log"
-        env = {**os.environ, "SIM_BIND_HOST": "127.0.0.1", "SIM_MAINNET_PORT": str(self.ports["mainnet"]),
-               "SIM_TESTNET_PORT": str(self.ports["testnet"]), "SIM_CONTROL_PORT": str(self.ports["control"]),
-               **extra_env}
+        # port 0: the simulator binds what the kernel picks and names it in its START line (a port
+        # probed here and bound there can be taken in between by a test running beside this one)
+        env = {**os.environ, "SIM_BIND_HOST": "127.0.0.1", "SIM_MAINNET_PORT": "0", "SIM_TESTNET_PORT": "0",
+               "SIM_CONTROL_PORT": "0", **extra_env}
         for name, (key, secret) in KEYS.items():
             env[f"SIM_{name.upper()}_API_KEY"], env[f"SIM_{name.upper()}_API_SECRET"] = key, secret
         self.proc = subprocess.Popen([sys.executable, "-u", str(SIM)], env=env, stdout=self.log.open("w"),
                                      stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                if self.ctl("GET", "/_sim/healthz")[0] == 200:
-                    return
-            except OSError:
-                time.sleep(0.05)
+        self.ports = self._started(deadline=time.monotonic() + 10)
+
+    def _started(self, deadline):
+        """The ports from the simulator's START line, once it answers on its control port."""
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            start = next((line for line in self.log.read_text().splitlines()
+                          if line.startswith("{") and '"event": "START"' in line), None)
+            if start:
+                fields = json.loads(start)
+                ports = {**fields["ports"], "control": fields["control_port"]}
+                self.ports = ports
+                try:
+                    if self.ctl("GET", "/_sim/healthz")[0] == 200:
+                        return ports
+                except OSError:
+                    pass
+            time.sleep(0.05)
         self.proc.kill()
+        self.proc.wait()
         raise RuntimeError("simulator did not start:\n" + self.log.read_text())
 
     def stop(self):

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import requests
 from binance.exceptions import BinanceAPIException, BinanceRequestException
+from sim_process import KEYS, SimProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 EXECUTOR_PY = ROOT / "lab/images/auto_executor/executor.py"
@@ -390,51 +391,35 @@ def test_executor_drains_pending_after_restart_and_honours_kill_switch(tmp_path,
     assert any(line["event"] == "GATE_BLOCKED" and line["reason"] == "KILL_SWITCH" for line in lines)
 
 
-SIM_PY = ROOT / "lab/images/binance_sim/sim.py"
-
-
 @pytest.mark.integration
-@pytest.mark.skipif(not SIM_PY.exists(), reason="lab/images/binance_sim/sim.py not present")
 def test_live_orders_against_simulator(tmp_path, spare_redis):
     r = spare_redis
     for key in (ex.INTENT_STREAM, ex.EXECUTION_STREAM, ex.KILL_SWITCH_KEY):
         r.delete(key)
-    ports = {name: _free_port() for name in ("MAINNET", "TESTNET", "CONTROL")}
-    sim = _start(SIM_PY, {"SIM_BIND_HOST": "127.0.0.1", **{f"SIM_{n}_PORT": str(p) for n, p in ports.items()},
-                          "SIM_MAINNET_API_KEY": "mk", "SIM_MAINNET_API_SECRET": "ms",
-                          "SIM_TESTNET_API_KEY": "tk", "SIM_TESTNET_API_SECRET": "ts-secret"})
-    control = f"http://127.0.0.1:{ports['CONTROL']}/_sim"
-    assert _wait_for(lambda: _answers(control + "/state")), "simulator did not start"
+    sim = SimProcess(tmp_path)
+    key, secret = KEYS["testnet"]
     executor = _start(EXECUTOR_PY, {
-        "REDIS_URL": REDIS_URL, "BINANCE_API_KEY": "tk", "BINANCE_API_SECRET": "ts-secret",
+        "REDIS_URL": REDIS_URL, "BINANCE_API_KEY": key, "BINANCE_API_SECRET": secret,
         "BINANCE_USE_TESTNET": "true", "PAPER_TRADING": "false", "BINANCE_HTTP_TIMEOUT_S": "1",
-        "BINANCE_FUTURES_TESTNET_URL": f"http://127.0.0.1:{ports['TESTNET']}/fapi",
+        "BINANCE_FUTURES_TESTNET_URL": sim.url("testnet"),
         "EXECUTOR_POLICY_FILE": str(tmp_path / "none.json"), "EXECUTOR_HTTP_PORT": str(_free_port())})
     factory = ai.IntentFactory(["BTCUSDT"])
     try:
         assert _wait_for(lambda: r.exists(ex.INTENT_STREAM) and r.xinfo_groups(ex.INTENT_STREAM))
         outcomes = []
         for faults in ([], ["binance_429"], ["binance_timeout"]):
-            requests.put(control + "/faults", json={"faults": faults}, timeout=2).raise_for_status()
+            sim.faults(*faults)
             r.xadd(ex.INTENT_STREAM, factory.next())
             want = len(outcomes) + 1
             entries = _wait_for(lambda want=want: (found := r.xrange(ex.EXECUTION_STREAM)) and len(found) >= want
                                 and found)
             assert entries, f"no execution for faults={faults}"
             outcomes.append((entries[-1][1]["status"], entries[-1][1]["error_code"]))
-        requests.put(control + "/faults", json={"faults": []}, timeout=2)
+        sim.faults()
     finally:
         lines = _stop(executor)
-        sim.terminate()
-        sim.communicate(timeout=5)
+        sim.stop()
     assert outcomes == [("SUBMITTED_OK", ""), ("ERROR", "-1003"), ("ERROR", "TIMEOUT")]
     errors = [line for line in lines if line["event"] == "ORDER_ERROR"]
     assert [(e["error_code"], e["http_status"]) for e in errors] == [(-1003, 429), ("TIMEOUT", None)]
-    assert not any("ts-secret" in json.dumps(line) for line in lines)
-
-
-def _answers(url):
-    try:
-        return requests.get(url, timeout=1).ok
-    except requests.exceptions.RequestException:
-        return False
+    assert not any(secret in json.dumps(line) for line in lines)

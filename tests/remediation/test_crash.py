@@ -81,7 +81,9 @@ def test_serve_killed_mid_run_audits_interrupted_and_acts_on_the_next_copy(kit, 
                                                         if d["details"]["run_id"] == again["run_id"]], 120, context)
         assert final[0]["result"] == "ran" and final[0]["details"]["verdict"] == "EXECUTOR_HUNG"
         assert kit.marks_present() == ["mitigate_restart_executor-lab"]
-        assert state()["dedupe"]["fe01"]["run_id"] == again["run_id"]
+        # the run's decision is audited before its fingerprint moves from in flight to seen (engine.execute)
+        seen = wait_for("the fingerprint to count as seen", lambda: state()["dedupe"].get("fe01"), 10, context)
+        assert seen["run_id"] == again["run_id"] and "fe01" not in state()["inflight"]
         status = kit.cli("status")
         assert "interrupted" in status.stdout and queued["run_id"] in status.stdout
     finally:

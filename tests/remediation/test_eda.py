@@ -13,7 +13,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 import pytest
 from alert_payload import alert, payload
 from kit import ROOT
+from waiting import wait_for
 
 EDA_BIN = Path(sys.prefix) / "eda" / "bin"  # the eda venv beside the one running pytest (scripts/setup_venv.sh)
 RULEBOOK = EDA_BIN / "ansible-rulebook"
@@ -73,15 +73,6 @@ def post(port, body, token):
         return err.code
 
 
-def wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
 def test_rulebook_hands_alertmanager_payloads_to_the_same_decision_path(eda_tools, kit, tmp_path):
     kit.set_verdict("HEALTHY")      # one diagnose run is enough here; test_cli_runner covers mitigations
     port, token = free_port(), secrets.token_hex(16)
@@ -99,12 +90,12 @@ def test_rulebook_hands_alertmanager_payloads_to_the_same_decision_path(eda_tool
             assert proc.poll() is None, f"ansible-rulebook exited:\n{log.read_text()[-2000:]}"
             with socket.socket() as s:
                 return s.connect_ex(("127.0.0.1", port)) == 0
-        wait_for(listening, 60, "ansible-rulebook's webhook")
+        wait_for("ansible-rulebook's webhook", listening, 60)
 
         body = json.dumps(payload(alert("eda0001"))).encode()
         assert post(port, body, "wrong-" + token) == 401
         assert post(port, body, token) == 200
-        wait_for(kit.decisions, 90, f"a decision in the audit log; rulebook log:\n{log.read_text()[-3000:]}")
+        wait_for("a decision in the audit log", kit.decisions, 90, lambda: f"rulebook log:\n{log.read_text()[-3000:]}")
 
         [decision] = kit.decisions()
         assert (decision["result"], decision["details"]["reason"]) == ("skipped", "healthy: nothing to do")

@@ -1267,13 +1267,15 @@ def main():
         control = Server((BIND, CONTROL_PORT), control_handler(sim))
         for name, port in PORTS.items():
             sim.servers[name] = serve(port, api_handler(sim, name))
+            # port 0: the kernel's pick, kept so binance_down reopens the same port; START tells it
+            PORTS[name] = sim.servers[name].server_address[1]
     except OSError as e:
         log("ERROR", "CONFIG_ERROR", error="cannot listen: %s" % e)
         print("binance-sim: cannot listen: %s" % e, file=sys.stderr)
         sys.exit(1)
     # PID 1 in a container ignores SIGTERM unless handled; exit promptly on `docker stop`
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    log("INFO", "START", ports=PORTS, control_port=CONTROL_PORT, bind=BIND)
+    log("INFO", "START", ports=PORTS, control_port=control.server_address[1], bind=BIND)
     try:
         control.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:
