@@ -2,20 +2,14 @@
 diagnose; started again, it audits the run as interrupted, and the next copy of the alert is acted on."""
 import http.client
 import json
+import re
 import secrets
 import signal
-import socket
 import subprocess
 
 from alert_payload import alert, payload
 from kit import QT_REMEDIATE
 from waiting import wait_for
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_serve_killed_mid_run_audits_interrupted_and_acts_on_the_next_copy(kit, tmp_path):
@@ -26,21 +20,23 @@ def test_serve_killed_mid_run_audits_interrupted_and_acts_on_the_next_copy(kit, 
     token_file = tmp_path / "token"
     token_file.write_text(token)
     token_file.chmod(0o600)
-    port = free_port()
     procs = []
+    port = []                                          # the port serve #1 got from the kernel
 
     def start(n):
         log = tmp_path / f"serve-{n}.log"
         with log.open("w") as out:
-            proc = subprocess.Popen([str(QT_REMEDIATE), "serve", "--port", str(port), "--token-file", str(token_file),
-                                     "--quiet"], env=kit.env(), stdout=out, stderr=subprocess.STDOUT)
+            proc = subprocess.Popen([str(QT_REMEDIATE), "serve", "--port", str(port[0] if port else 0),
+                                     "--token-file", str(token_file), "--quiet"],
+                                    env=kit.env(), stdout=out, stderr=subprocess.STDOUT)
         procs.append(proc)
-        wait_for(f"serve #{n} to listen", lambda: proc.poll() is None and "listening on" in log.read_text(), 30,
-                 log.read_text)
+        listening = wait_for(f"serve #{n} to listen", lambda: proc.poll() is None and re.search(
+            r"listening on http://127\.0\.0\.1:(\d+)/", log.read_text()), 30, log.read_text)
+        port[:] = [int(listening.group(1))]
         return proc, log
 
     def post(fingerprint):
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn = http.client.HTTPConnection("127.0.0.1", port[0], timeout=10)
         conn.request("POST", "/alert", body=json.dumps(payload(alert(fingerprint))),
                      headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
         res = conn.getresponse()
