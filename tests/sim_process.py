@@ -5,6 +5,7 @@ import json
 import os
 import re
 import secrets
+import socket
 import subprocess
 import sys
 import time
@@ -20,6 +21,14 @@ KEYS = {
     "testnet": ("testKey" + secrets.token_hex(12), "testSecret" + secrets.token_hex(16)),
 }
 NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def free_port():
+    """A loopback port free at this moment: for a URL nothing listens on, or a service that must be told
+    its port (a process that can bind port 0 and say which port it got should do that instead)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 class SimProcess:
