@@ -287,12 +287,7 @@ class Host:
         # The port is fixed, like the lab's container names: a lab sshd of another checkout (its lab is gone or
         # taken over) would answer in place of ours, with another host key. Stop it as we stop ours.
         others = [other for other in _lab_sshds() if other != pid and f"-f {config}".encode() not in _cmdline(other)]
-        for other in [pid] + others if pid else others:
-            os.kill(other, 15)
-            for _dummy in range(50):
-                if not Path(f"/proc/{other}").exists():
-                    break
-                time.sleep(0.1)
+        _stop_pids([pid] + others if pid else others)
         for other in others:
             self.log(f"ssh host: stopped the lab sshd of another checkout (pid {other})")
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation directory
@@ -381,6 +376,28 @@ def _lab_sshds():
             if b"sshd -f " in cmdline and b"/lab/run/ssh/sshd_config" in cmdline and b"[listener]" in cmdline:
                 pids.append(int(entry.name))
     return pids
+
+
+def _stop_pids(pids):
+    """SIGTERM each sshd and wait (bounded, 5 s each) until it is gone."""
+    for pid in pids:
+        try:
+            os.kill(pid, 15)
+        except ProcessLookupError:
+            continue
+        for _dummy in range(50):
+            if not Path(f"/proc/{pid}").exists():
+                break
+            time.sleep(0.1)
+
+
+def stop(run_dir, log):
+    """`labctl down`: stop this checkout's lab sshd (the accounts, keys and sudoers rule stay for the next `up`)."""
+    config = f"-f {Path(run_dir).parent / 'ssh' / 'sshd_config'}".encode()  # as Host.ssh_dir
+    ours = [pid for pid in _lab_sshds() if config in _cmdline(pid)]
+    _stop_pids(ours)
+    if ours:
+        log(f"ssh host: sshd stopped (pid {', '.join(map(str, ours))})")
 
 
 def _port_open():
