@@ -8,7 +8,9 @@ same run: the runbook's own check commands as a script (bench/runbook_checks.sh)
 - the same playbook over SSH (inventory/lab-ssh.yml: the on-call account becoming qt, pipelining,
   ControlPersist reusing the connection): SSH / local;
 - a fleet: the lab listed as 1, 5, 10 and 20 inventory hosts (default forks): wall, CPU per host and
-  the controller's peak memory (the largest process), and the ratio to one host.
+  the controller's peak memory (the largest process), and the ratio to one host; over SSH (the production
+  path: the probes run on the host, so the CPU is the controller's alone) and locally (the controller also
+  runs every host's probe module).
 
 Goals (issue 15): healthy <= 2.5x the script; every fault <= 4 s; SSH <= 1.3x local; <= 1 CPU-second
 per host; 20 hosts <= 3x one host; peak memory flat from 1 to 20 hosts.
@@ -77,17 +79,18 @@ def ratio(a, b):
     return f"{a / b:5.2f}x" if a and b else "  n/a"
 
 
-def fleet_inventory(hosts, directory):
-    """inventory/lab.yml with its one host listed `hosts` times (lab01..labNN), paths made absolute."""
-    inv = yaml.safe_load((ROOT / "inventory" / "lab.yml").read_text())
+def fleet_inventory(hosts, directory, source="lab.yml"):
+    """inventory/<source> with its one host listed `hosts` times (NAME01..NAMENN), paths made absolute."""
+    inv = yaml.safe_load((ROOT / "inventory" / source).read_text())
     group = inv["all"]["children"]["quantum_trader"]
 
     def absolute(value):
         return value.replace("{{ inventory_dir }}/..", str(ROOT)) if isinstance(value, str) else value
-    host = {k: absolute(v) for k, v in group["hosts"]["lab"].items()}
+    (name, host), = group["hosts"].items()
+    host = {k: absolute(v) for k, v in host.items()}
     group["vars"] = {k: absolute(v) for k, v in group["vars"].items()}
-    group["hosts"] = {f"lab{i:02d}": dict(host) for i in range(1, hosts + 1)}
-    path = Path(directory) / f"fleet-{hosts}.yml"
+    group["hosts"] = {f"{name}{i:02d}": dict(host) for i in range(1, hosts + 1)}
+    path = Path(directory) / f"fleet-{Path(source).stem}-{hosts}.yml"
     path.write_text(yaml.safe_dump(inv))
     return path
 
@@ -106,18 +109,22 @@ def bench_faults(faults, runs, cap, base):
               f" {ratio(ssh_wall, wall) if ssh_wall else '':>9}")
 
 
-def bench_fleet(sizes, runs, cap):
-    print(f"\n{'hosts':>5} {'wall':>8} {'/1 host':>8} {'CPU/host':>9} {'peak MB':>8}  verdicts")
+def bench_fleet(sizes, runs, cap, source, what):
+    """The lab as a fleet. Over SSH the modules run under sshd, so the CPU is the controller's alone (the
+    production path); locally every module also runs on the controller and counts in its CPU."""
+    print(f"\nfleet, {what}\n{'hosts':>5} {'wall':>8} {'/1 host':>8} {'CPU/host':>9} {'peak MB':>8}  verdicts")
     one = None
     with tempfile.TemporaryDirectory(prefix="qt-bench-fleet-") as tmp:
         for hosts in sizes:
-            wall, cpu, mb = medians(playbook(fleet_inventory(hosts, tmp)), runs, cap)
+            inventory = fleet_inventory(hosts, tmp, source)
+            wall, cpu, mb = medians(playbook(inventory), runs, cap)
             one = one or (wall if hosts == 1 else None)
             try:
                 rows = json.loads(Path(REPORTS, "fleet-latest.json").read_text())["hosts"] if hosts > 1 else []
             except (OSError, ValueError):
                 rows = []
-            seen = sorted({r["verdict"] for r in rows}) or [verdict(REPORTS, "lab01")]
+            first = next(iter(yaml.safe_load(inventory.read_text())["all"]["children"]["quantum_trader"]["hosts"]))
+            seen = sorted({r["verdict"] for r in rows}) or [verdict(REPORTS, first)]
             print(f"{hosts:5} {fmt(wall, cap):>8} {ratio(wall, one):>8} {cpu / hosts:8.2f}s {mb:8.0f}  {seen}")
 
 
@@ -147,7 +154,11 @@ def main():
         bench_faults(faults, args.runs, args.cap, {"script": script[0], "floor": floor[0]})
         subprocess.run([*LABCTL, "fault", "healthy"], check=True, capture_output=True)
         if args.fleet:
-            bench_fleet([int(n) for n in args.fleet.split(",")], args.runs, args.cap)
+            sizes = [int(n) for n in args.fleet.split(",")]
+            bench_fleet(sizes, args.runs, args.cap, "lab-ssh.yml",
+                        "over SSH (inventory/lab-ssh.yml listed N times): the controller's CPU alone")
+            bench_fleet(sizes, args.runs, args.cap, "lab.yml",
+                        "local (inventory/lab.yml listed N times): the controller also runs every host's probes")
     finally:
         subprocess.run([*LABCTL, "fault", "healthy"], capture_output=True, check=False)
     print(f"(bench process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB; reports in {REPORTS})")
