@@ -59,8 +59,8 @@ def verdict(primary="EXECUTOR_HUNG", command="ansible-playbook -i inventory/lab.
 
 
 def test_the_report_record_times_the_run_and_summarises_each_check():
-    results = {"executor": {"status": "running", "finished_at": 101.5}, "binance": {"check_error": "refused",
-                                                                                   "finished_at": 102.0},
+    results = {"executor": {"status": "running", "finished_at": 101.5},
+               "binance": {"check_error": "refused", "finished_at": 102.0},
                "event_bus": None, "trace": {"note": "nothing", "finished_at": 102.25}}
     out = report.record("lab", verdict(), results, 100.0, 1796328000.126)
     assert out["host"] == "lab" and out["generated_at"] == "2026-12-03T20:00:00Z"
