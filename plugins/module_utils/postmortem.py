@@ -24,6 +24,13 @@ import re
 from datetime import datetime, timezone
 
 from ansible_collections.quantum.runbooks.plugins.module_utils.positions import amount
+from ansible_collections.quantum.runbooks.plugins.module_utils.timestamps import (
+    between,
+    duration,
+    iso,
+    parse_time,
+    when,
+)
 
 HEALTHY, INCONCLUSIVE = "HEALTHY", "INCONCLUSIVE"
 KIND = "execution_stuck"
@@ -125,59 +132,6 @@ PREVENTION = {
         "No failing verdict in the window: describe the cause by hand and add a check that would have found it.",
     ],
 }
-
-
-# ---------------------------------------------------------------- time
-
-def parse_time(value):
-    """Epoch seconds from ISO 8601 (``Z``, an offset or naive UTC), or epoch seconds / milliseconds."""
-    if isinstance(value, bool) or value is None or value == "":
-        raise ValueError("no time given")
-    if isinstance(value, (int, float)):
-        number = float(value)
-    elif re.match(r"^\d+(\.\d+)?$", str(value).strip()):
-        number = float(str(value).strip())
-    else:
-        text = str(value).strip().replace(" ", "T", 1)
-        if text.endswith(("Z", "z")):
-            text = text[:-1] + "+00:00"
-        # exactly 6 fraction digits: Python < 3.11 accepts no other count (nanoseconds are cut to micro)
-        text = re.sub(r"\.(\d+)", lambda m: "." + (m.group(1) + "000000")[:6], text)
-        try:
-            stamp = datetime.fromisoformat(text)
-        except ValueError:
-            raise ValueError("not an ISO 8601 time: %r" % (value,)) from None
-        if stamp.tzinfo is None:
-            stamp = stamp.replace(tzinfo=timezone.utc)
-        return stamp.timestamp()
-    if not math.isfinite(number):
-        raise ValueError("not a time: %r" % (value,))
-    return number / 1000.0 if number > 1e11 else number  # milliseconds (after 1973) or seconds
-
-
-def iso(ts):
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if ts is not None else None
-
-
-def when(ts):
-    """'2026-11-28 12:29:37' (UTC), the form the document shows."""
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%S") if ts is not None else "unknown"
-
-
-def duration(seconds):
-    if seconds is None:
-        return "unknown"
-    seconds = int(round(seconds))
-    sign, seconds = ("-" if seconds < 0 else ""), abs(seconds)
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return "%s%d h %02d min" % (sign, hours, minutes)
-    return "%s%d min %02d s" % (sign, minutes, secs) if minutes else "%s%d s" % (sign, secs)
-
-
-def _between(ts, start, end):
-    return ts is not None and start <= ts <= end
 
 
 # ---------------------------------------------------------------- evidence on the control node
@@ -367,8 +321,8 @@ def collect(audit_lines, reports, host, now, lookback_s=900, merge_gap_s=900, st
     lo, hi = window["start"], window["end"]
     return {
         "window": dict(window, start_iso=iso(lo), end_iso=iso(hi)),
-        "diagnoses": [d for d in diagnoses if _between(d["ts"], lo, hi)],
-        "audit": [r for r in audit if _between(r["ts"], lo, hi) and r["action"] != "diagnose"],
+        "diagnoses": [d for d in diagnoses if between(d["ts"], lo, hi)],
+        "audit": [r for r in audit if between(r["ts"], lo, hi) and r["action"] != "diagnose"],
         "skipped": {"audit_lines": skipped_lines, "reports": skipped_reports},
         "host": host,
     }
@@ -405,14 +359,14 @@ def root_cause(diagnoses):
 
 def _events_in(logs, start, end, names):
     return [e for e in (logs or {}).get("recent_events") or []
-            if e.get("event") in names and _between(e.get("_log_ts"), start, end)]
+            if e.get("event") in names and between(e.get("_log_ts"), start, end)]
 
 
 def _unanswered_in(logs, start, end):
     out = []
     for key, how in (("lost_on_restart", "lost_on_restart"), ("unanswered", "unanswered")):
         for u in (logs or {}).get(key) or []:
-            if _between(u.get("_log_ts"), start, end):
+            if between(u.get("_log_ts"), start, end):
                 out.append(dict(u, how=how))
     return sorted(out, key=lambda u: u["_log_ts"])
 
