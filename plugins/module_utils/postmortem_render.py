@@ -24,6 +24,11 @@ def signed(value):
     return text if text.startswith("-") or text == "0" else "+" + text
 
 
+def amounts(by_asset):
+    """'-1.25 USDT, +0.1 BNB': signed amounts by asset, in asset order."""
+    return ", ".join("%s %s" % (signed(v), a) for a, v in sorted(by_asset.items()))
+
+
 def field_lines(pm):
     """The six fields in one line each (the play's summary)."""
     root, det, res, orders, money = pm["root_cause"], pm["detection"], pm["resolution"], pm["orders"], pm["pnl"]
@@ -49,9 +54,8 @@ def field_lines(pm):
 
 
 def money_text(money):
-    net = ", ".join("%s %s" % (signed(v), a) for a, v in sorted(money["net"].items())) or "0"
-    parts = ", ".join("%s %s" % (t, ", ".join("%s %s" % (signed(v), a) for a, v in sorted(by.items())))
-                      for t, by in sorted(money["by_type"].items()))
+    net = amounts(money["net"]) or "0"
+    parts = ", ".join("%s %s" % (t, amounts(by)) for t, by in sorted(money["by_type"].items()))
     return "net %s in the window from %d income records%s%s" % (
         net, money["records"] or 0, " (%s)" % parts if parts else "",
         "; PARTIAL" if money["status"] == "partial" else "")
@@ -142,12 +146,10 @@ def _md_pnl(pm):
         lines = ["**Prefilled:** %s." % _safe(money_text(m)), ""]
         if m["by_type"]:
             lines += ["| income type | amount |", "|---|---|"] + [
-                "| %s | %s |" % (_cell(t), ", ".join("%s %s" % (signed(v), a) for a, v in sorted(by.items())))
-                for t, by in sorted(m["by_type"].items())] + [""]
+                "| %s | %s |" % (_cell(t), amounts(by)) for t, by in sorted(m["by_type"].items())] + [""]
         if m["by_symbol"]:
-            lines += ["By symbol: " + "; ".join("%s %s" % (s or "(none)", ", ".join(
-                "%s %s" % (signed(v), a) for a, v in sorted(by.items()))) for s, by in sorted(m["by_symbol"].items())),
-                ""]
+            lines += ["By symbol: " + "; ".join("%s %s" % (s or "(none)", amounts(by))
+                                                for s, by in sorted(m["by_symbol"].items())), ""]
         lines += ["Includes: every income record the exchange booked for the account %s (`%s`, %s) - "
                   "realized PnL of fills, commissions, funding fees and any other income type above. The window "
                   "also covers normal trading before the first symptom." % (
