@@ -76,9 +76,9 @@ def find_incident(args, default_host):
     names = report_files(folder, start, end, int(args.get("max_reports") or 1000))
     try:
         evidence = postmortem_evidence.collect(audit_lines(audit_log), load_reports(folder, names), host, time.time(),
-                              lookback_s=float(args.get("lookback_s", 900)),
-                              merge_gap_s=float(args.get("merge_gap_s", 900)), start=start, end=end,
-                              incident_id=args.get("incident_id") or None)
+                                               lookback_s=float(args.get("lookback_s", 900)),
+                                               merge_gap_s=float(args.get("merge_gap_s", 900)), start=start, end=end,
+                                               incident_id=args.get("incident_id") or None)
     except (postmortem_evidence.NoIncident, ValueError) as err:
         raise AnsibleActionFail("no post-mortem: %s (reports read from %s, audit log %s)"
                                 % (err, folder, audit_log)) from None
