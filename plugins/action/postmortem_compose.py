@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: qt-runbooks contributors; Apache-2.0
 """The post-mortem's six fields, timeline and chart, composed on the control node from the evidence
-(module_utils/postmortem.py) and drawn with matplotlib (module_utils/postmortem_chart.py). Writes nothing:
+(module_utils/postmortem_fields.py), rendered as Markdown (module_utils/postmortem_render.py) and
+drawn with matplotlib (module_utils/postmortem_chart.py). Writes nothing:
 quantum.runbooks.postmortem_write puts the result on the target."""
 from __future__ import annotations
 
@@ -10,8 +11,11 @@ import base64
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.parsing.convert_bool import boolean
 
-from ansible_collections.quantum.runbooks.plugins.module_utils import postmortem as pm
-from ansible_collections.quantum.runbooks.plugins.module_utils import postmortem_chart
+from ansible_collections.quantum.runbooks.plugins.module_utils import (
+    postmortem_chart,
+    postmortem_fields,
+    postmortem_render,
+)
 from ansible_collections.quantum.runbooks.plugins.plugin_utils.controller_action import ControllerOnly
 
 # Documentation: plugins/modules/postmortem_compose.py (ansible-doc reads it there).
@@ -48,10 +52,10 @@ def compose(args):
     if not isinstance(evidence, dict) or "window" not in evidence:
         raise AnsibleActionFail("postmortem_compose needs 'evidence' from quantum.runbooks.postmortem_evidence")
     logs = args.get("logs")
-    post = pm.compose(evidence, logs, args.get("income"), args.get("positions"), logs_problem(logs))
+    post = postmortem_fields.compose(evidence, logs, args.get("income"), args.get("positions"), logs_problem(logs))
     chart, chart_error = draw(post, boolean(args.get("chart", True), strict=False))
-    return {"changed": False, "postmortem": post, "blocks": pm.render_blocks(post, chart_error), "chart_png": chart,
-            "chart_error": chart_error, "fields": pm.field_lines(post)}
+    return {"changed": False, "postmortem": post, "blocks": postmortem_render.render_blocks(post, chart_error),
+            "chart_png": chart, "chart_error": chart_error, "fields": postmortem_render.field_lines(post)}
 
 
 class ActionModule(ControllerOnly):

@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: qt-runbooks contributors; Apache-2.0
 """The post-mortem's evidence on the control node: the audit log and the diagnosis reports, and the
-incident window found in them (logic in module_utils/postmortem.py). Reads only."""
+incident window found in them (logic in module_utils/postmortem_evidence.py). Reads only."""
 from __future__ import annotations
 
 import json
@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 
 from ansible.errors import AnsibleActionFail
 
-from ansible_collections.quantum.runbooks.plugins.module_utils import postmortem as pm
+from ansible_collections.quantum.runbooks.plugins.module_utils import postmortem_evidence, timestamps
 from ansible_collections.quantum.runbooks.plugins.plugin_utils.controller_action import ControllerOnly
 
 # Documentation: plugins/modules/postmortem_evidence.py (ansible-doc reads it there).
@@ -61,7 +61,7 @@ def _time_arg(args, name):
     if value in (None, ""):
         return None
     try:
-        return pm.parse_time(value)
+        return timestamps.parse_time(value)
     except ValueError as err:
         raise AnsibleActionFail("%s: %s (use ISO 8601 UTC, for example 2026-11-28T12:29:37Z)" % (name, err)) from None
 
@@ -75,11 +75,11 @@ def find_incident(args, default_host):
     folder = os.path.join(reports_dir, str(host))
     names = report_files(folder, start, end, int(args.get("max_reports") or 1000))
     try:
-        evidence = pm.collect(audit_lines(audit_log), load_reports(folder, names), host, time.time(),
-                              lookback_s=float(args.get("lookback_s", 900)),
-                              merge_gap_s=float(args.get("merge_gap_s", 900)), start=start, end=end,
-                              incident_id=args.get("incident_id") or None)
-    except (pm.NoIncident, ValueError) as err:
+        evidence = postmortem_evidence.collect(audit_lines(audit_log), load_reports(folder, names), host, time.time(),
+                                               lookback_s=float(args.get("lookback_s", 900)),
+                                               merge_gap_s=float(args.get("merge_gap_s", 900)), start=start, end=end,
+                                               incident_id=args.get("incident_id") or None)
+    except (postmortem_evidence.NoIncident, ValueError) as err:
         raise AnsibleActionFail("no post-mortem: %s (reports read from %s, audit log %s)"
                                 % (err, folder, audit_log)) from None
     w = evidence["window"]

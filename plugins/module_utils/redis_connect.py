@@ -199,16 +199,24 @@ def container_target(params):
         client.close()
 
 
-def read_policy_flag(path):
-    """(set, error) without writing: the query never fails on the file."""
+def read_policy(path):
+    """(text, policy, error): the executor's policy file as written and as parsed, or the one line that says
+    why it cannot be read (then text and policy are None). A missing file is an empty policy."""
     try:
         with open(path, encoding="utf-8") as handle:
             text = handle.read()
-        policy = json.loads(text) if text.strip() else {}
+        return text, (json.loads(text) if text.strip() else {}), None
     except FileNotFoundError:
-        return False, None
+        return "", {}, None
     except (OSError, ValueError) as err:
-        return None, f"cannot read the policy file {path}: {one_line(str(err))}"
+        return None, None, f"cannot read the policy file {path}: {one_line(str(err))}"
+
+
+def read_policy_flag(path):
+    """(set, error) without writing: the query never fails on the file."""
+    _text, policy, error = read_policy(path)
+    if error:
+        return None, error
     return bool(isinstance(policy, dict) and policy.get("kill_switch")), None
 
 

@@ -191,7 +191,7 @@ from ansible_collections.quantum.runbooks.plugins.module_utils.binance_exchange 
     iso_utc,
     weight_text,
 )
-from ansible_collections.quantum.runbooks.plugins.module_utils.postmortem import parse_time
+from ansible_collections.quantum.runbooks.plugins.module_utils.timestamps import parse_time
 
 INCOME_WEIGHT = 30  # GET /fapi/v1/income
 MAX_PAGE = 1000

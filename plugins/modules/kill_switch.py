@@ -116,6 +116,7 @@ from ansible_collections.quantum.runbooks.plugins.module_utils.redis_connect imp
     fail_without_libraries,
     masked_url,
     read_kill_switch,
+    read_policy,
     redis_client,
 )
 from ansible_collections.quantum.runbooks.plugins.module_utils.redis_streams import RedisError, one_line
@@ -123,14 +124,9 @@ from ansible_collections.quantum.runbooks.plugins.module_utils.redis_streams imp
 
 def set_policy_flag(module, path, engaged):
     """Persist the switch in the policy file; returns (was_set, diff or None). Atomic, keeps other settings."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
-        policy = json.loads(text) if text.strip() else {}
-    except FileNotFoundError:
-        text, policy = "", {}
-    except (OSError, ValueError) as err:
-        module.fail_json(msg=f"cannot read the policy file {path}: {one_line(str(err))}")
+    text, policy, error = read_policy(path)
+    if error:
+        module.fail_json(msg=error)
     if not isinstance(policy, dict):
         module.fail_json(msg=f"the policy file {path} is not a JSON object")
     was_set = bool(policy.get("kill_switch"))

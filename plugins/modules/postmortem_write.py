@@ -3,7 +3,7 @@
 # Copyright: qt-runbooks contributors; Apache-2.0
 """Write the post-mortem Markdown (and its chart) on the target: a new file per incident, never over another
 incident's; a rerun for the same incident id rewrites only the generated blocks and keeps human edits.
-The Markdown logic is module_utils/postmortem.py; this module does the file work."""
+The Markdown logic is module_utils/postmortem_document.py; this module does the file work."""
 from __future__ import annotations
 
 DOCUMENTATION = r"""
@@ -98,7 +98,7 @@ import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.quantum.runbooks.plugins.module_utils import postmortem as pm
+from ansible_collections.quantum.runbooks.plugins.module_utils import postmortem_document, postmortem_evidence
 
 DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 HEAD_BYTES = 4096
@@ -113,7 +113,7 @@ def existing_files(folder):
     out = {}
     for name in names:
         out[name] = ""
-        if pm.FILE_RE.match(name):
+        if postmortem_document.FILE_RE.match(name):
             with open(os.path.join(folder, name), "rb") as handle:
                 out[name] = handle.read(HEAD_BYTES).decode("utf-8", "replace")
     return out
@@ -150,19 +150,19 @@ def plan(p):
     """What to write: (result, markdown text, png bytes or None, old markdown, old png)."""
     folder = p["dir"]
     existing = existing_files(folder)
-    name, own = pm.choose_file(p["date"], p["incident_id"], existing)
+    name, own = postmortem_document.choose_file(p["date"], p["incident_id"], existing)
     path = os.path.join(folder, name)
     png = base64.b64decode(p["chart_png"], validate=True) if p["chart_png"] else None
-    chart = pm.chart_name(name) if png is not None else "(no chart)"
+    chart = postmortem_document.chart_name(name) if png is not None else "(no chart)"
     old = read(path) if own else None
     if old is not None:
-        text, kept = pm.merge_document(old, p["blocks"], chart)
+        text, kept = postmortem_document.merge_document(old, p["blocks"], chart)
     else:
-        text, kept = pm.render_document(p["blocks"], p["incident_id"], chart), []
+        text, kept = postmortem_document.render_document(p["blocks"], p["incident_id"], chart), []
     chart_path = os.path.join(folder, chart) if png is not None else None
     old_png = read(chart_path, binary=True) if chart_path else None
     result = {"path": path, "chart_path": chart_path, "created": old is None, "human_blocks": kept,
-              "existing": sorted(n for n in existing if pm.FILE_RE.match(n)),
+              "existing": sorted(n for n in existing if postmortem_document.FILE_RE.match(n)),
               "changed": text != old or (png is not None and png != old_png)}
     return result, text, png, old, old_png
 
@@ -180,10 +180,10 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
-    missing = [b for b in pm.BLOCKS if not isinstance(p["blocks"].get(b), str)]
-    if not pm.INCIDENT_ID.match(p["incident_id"]):
-        module.fail_json(msg="incident_id must be 1-80 letters, digits, '.', '_', ':' or '-', got %r"
-                         % p["incident_id"])
+    missing = [b for b in postmortem_document.BLOCKS if not isinstance(p["blocks"].get(b), str)]
+    bad_id = postmortem_evidence.incident_id_problem(p["incident_id"])
+    if bad_id:
+        module.fail_json(msg=bad_id)
     if not DATE.match(p["date"]):
         module.fail_json(msg="date must be YYYY-MM-DD, got %r" % p["date"])
     if missing:

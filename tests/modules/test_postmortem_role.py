@@ -14,7 +14,7 @@ from pathlib import Path
 
 from sim_process import KEYS, assert_no_secrets
 
-from ansible_collections.quantum.runbooks.plugins.module_utils import postmortem as pm
+from ansible_collections.quantum.runbooks.plugins.module_utils import postmortem_document, timestamps
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -57,7 +57,7 @@ class Lab:
     def diagnose(self, ts, verdict, findings=()):
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(ts))
         name = "diagnosis-%s.json" % stamp
-        report = {"host": "localhost", "generated_at": pm.iso(ts), "duration_s": 2.0,
+        report = {"host": "localhost", "generated_at": timestamps.iso(ts), "duration_s": 2.0,
                   "verdict": {"primary": verdict, "findings": list(findings)}}
         (self.reports / "localhost" / name).write_text(json.dumps(report))
         self.record(ts, "diagnose", verdict, {"findings": [f["code"] for f in findings],
@@ -156,7 +156,7 @@ def test_role_writes_updates_and_numbers_post_mortems(tmp_path, sim):
     assert fields[6] == "6. Prevention: BINANCE_UNREACHABLE: 2 suggestions"
     assert fields[7] == "no chart: unavailable: cannot read the executor's logs: " + fields[4].split(": ", 3)[3]
     text = md.read_text()
-    assert pm.incident_of(text) == incident and not png.exists()
+    assert postmortem_document.incident_of(text) == incident and not png.exists()
     assert "|  | BTCUSDT | qtx-aaa | unknown | cancelled (orderId 4000000123) |" in text  # no log: no correlation id
     assert "from host: timeout (no answer)" in text and "Open positions: not read" in text
     assert (lab.reports / "localhost" / "postmortems" / md.name).read_text() == text
@@ -194,8 +194,9 @@ def test_role_writes_updates_and_numbers_post_mortems(tmp_path, sim):
     assert "Open positions now: BTCUSDT LONG 0.01, uPnL 0" in Path(second.split(" ")[1]).read_text()
 
     # the first incident again, by its id and window: only generated blocks change, the edit stays
-    tasks, stats, res = lab.play("-e", "incident_id=%s" % incident, "-e", "incident_start=%s" % pm.iso(window[0]),
-                                 "-e", "incident_end=%s" % pm.iso(window[1]))
+    tasks, stats, res = lab.play("-e", "incident_id=%s" % incident,
+                                 "-e", "incident_start=%s" % timestamps.iso(window[0]),
+                                 "-e", "incident_end=%s" % timestamps.iso(window[1]))
     assert stats["failures"] == 0, res.stdout[-3000:]
     assert tasks["Summary"]["msg"][0] == "POST-MORTEM %s (updated)" % md
     text = md.read_text()

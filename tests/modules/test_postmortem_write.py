@@ -4,14 +4,14 @@ import base64
 
 from ansible_run import run_module
 
-from ansible_collections.quantum.runbooks.plugins.module_utils import postmortem as pm
+from ansible_collections.quantum.runbooks.plugins.module_utils import postmortem_document
 
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\nfake chart").decode()
 
 
 def blocks(tag="v1"):
-    out = {name: "generated %s text of %s" % (tag, name) for name in pm.BLOCKS}
-    out["chart"] = "![chart](%s)" % pm.CHART_TOKEN
+    out = {name: "generated %s text of %s" % (tag, name) for name in postmortem_document.BLOCKS}
+    out["chart"] = "![chart](%s)" % postmortem_document.CHART_TOKEN
     return out
 
 
@@ -35,7 +35,7 @@ def test_create_then_rerun_keeps_human_edits(tmp_path):
     md, png = tmp_path / "2026-11-28_execution_stuck.md", tmp_path / "2026-11-28_execution_stuck.png"
     assert r["changed"] is True and r["created"] is True and r["chart_path"] == str(png)
     text = md.read_text()
-    assert pm.incident_of(text) == "INC-1" and "![chart](2026-11-28_execution_stuck.png)" in text
+    assert postmortem_document.incident_of(text) == "INC-1" and "![chart](2026-11-28_execution_stuck.png)" in text
     assert png.read_bytes() == base64.b64decode(PNG) and oct(md.stat().st_mode & 0o777) == "0o644"
     assert write(tmp_path)["changed"] is False  # the same evidence: nothing to do
 
