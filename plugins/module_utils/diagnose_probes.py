@@ -25,7 +25,6 @@ from ansible_collections.quantum.runbooks.plugins.module_utils.docker_sdk import
 from ansible_collections.quantum.runbooks.plugins.module_utils.log_follow import summarise, summarise_container
 from ansible_collections.quantum.runbooks.plugins.module_utils.missing_library import missing_library
 from ansible_collections.quantum.runbooks.plugins.module_utils.redis_connect import (
-    HAS_REDIS,
     STREAM_INFO_SPEC,
     read_kill_switch,
     stream_info,
@@ -163,8 +162,6 @@ def missing(name, p):
     needs_docker = name in ("executor", "trace") or (name == "event_bus" and not p.get("url"))
     if needs_docker and not HAS_DOCKER:
         return missing_library("docker")
-    if name in ("executor", "event_bus") and not HAS_REDIS:
-        return missing_library("redis")
     return None
 
 

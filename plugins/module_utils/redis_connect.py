@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import traceback
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from ansible.module_utils.basic import AnsibleModule
@@ -23,6 +22,7 @@ from ansible_collections.quantum.runbooks.plugins.module_utils.docker_sdk import
     docker_client,
 )
 from ansible_collections.quantum.runbooks.plugins.module_utils.missing_library import missing_library
+from ansible_collections.quantum.runbooks.plugins.module_utils.redis_resp import TLS_UNSUPPORTED, Redis, parse_url
 from ansible_collections.quantum.runbooks.plugins.module_utils.redis_streams import (
     DEFAULT_IDLE_AFTER_MS,
     DEFAULT_STREAMS,
@@ -32,17 +32,6 @@ from ansible_collections.quantum.runbooks.plugins.module_utils.redis_streams imp
     probe,
     resolve_container_url,
 )
-
-try:
-    import redis
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
-    HAS_REDIS = True
-    REDIS_IMPORT_ERROR = None
-except ImportError:
-    redis = None
-    HAS_REDIS = False
-    REDIS_IMPORT_ERROR = traceback.format_exc()
 
 MASK = "********"
 # userinfo as written, also with an unencoded / # @ in the password (urlsplit stops at those): from "//" to the
@@ -125,9 +114,7 @@ class RedisModule(AnsibleModule):
 
 
 def fail_without_libraries(module):
-    """Fail with Ansible's usual message when redis (or, without a url, the Docker SDK) is missing."""
-    if not HAS_REDIS:
-        module.fail_json(msg=missing_library("redis"), exception=REDIS_IMPORT_ERROR)
+    """Fail with Ansible's usual message when, without a url, the Docker SDK is missing (Redis needs none)."""
     if not module.params["url"] and not HAS_DOCKER:
         module.fail_json(msg=missing_library("docker", "needed when url is not set"),
                          exception=DOCKER_IMPORT_ERROR)
@@ -137,9 +124,11 @@ def url_problem(url):
     """One line (password masked) when ``url`` is set but is not a Redis URL, else None."""
     if url:
         try:
-            redis.connection.parse_url(url)
+            parse_url(url)
         except ValueError as err:
-            if url_secrets(url) or "@" in url:  # redis-py may quote a piece of a password it misparsed
+            if str(err) == TLS_UNSUPPORTED:
+                detail = str(err)
+            elif url_secrets(url) or "@" in url:  # the message may quote a piece of a password it misparsed
                 detail = "not a Redis URL (in a password, percent-encode / ? # @ : as %2F %3F %23 %40 %3A)"
             else:
                 detail = str(err)
@@ -169,16 +158,8 @@ def stream_info_problem(p):
 
 
 def redis_client(url, timeout):
-    """A client that never retries and bounds every connect and read by ``timeout``."""
-    return redis.Redis.from_url(
-        url,
-        decode_responses=True,
-        socket_connect_timeout=timeout,
-        socket_timeout=timeout,
-        retry_on_timeout=False,
-        retry=Retry(NoBackoff(), 0),
-        health_check_interval=0,
-    )
+    """A client (module_utils/redis_resp.py) that never retries and bounds every connect and read by ``timeout``."""
+    return Redis.from_url(url, timeout=timeout)
 
 
 def container_target(params):

@@ -3,7 +3,8 @@
 """Read-only Redis stream / consumer-group report (what `XINFO` shows a runbook).
 
 Plain Python, importable without Ansible. The clients are passed in, so the logic
-works with any redis-py client (``decode_responses=True``) and Docker SDK client:
+works with the collection's Redis client (``redis_resp.Redis``, standard library only) and a
+Docker SDK client:
 
 - ``stream_report(client, streams, now_ms=None, idle_after_ms=30000)``: per stream
   length, first/last entry ids and their ages, and per consumer group pending, lag
@@ -18,31 +19,15 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-try:
-    from redis.exceptions import AuthenticationError, BusyLoadingError, InvalidResponse, RedisError, ResponseError
-    from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import TimeoutError as RedisTimeoutError
-except ImportError:  # the module reports missing_required_lib("redis") before using these
-    class RedisError(Exception):
-        pass
-
-    class RedisConnectionError(RedisError):
-        pass
-
-    class RedisTimeoutError(RedisError):
-        pass
-
-    class ResponseError(RedisError):
-        pass
-
-    class InvalidResponse(RedisError):
-        pass
-
-    class AuthenticationError(RedisConnectionError):
-        pass
-
-    class BusyLoadingError(RedisConnectionError):
-        pass
+from ansible_collections.quantum.runbooks.plugins.module_utils.redis_resp import (
+    AuthenticationError,
+    BusyLoadingError,
+    InvalidResponse,
+    RedisError,
+    ResponseError,
+)
+from ansible_collections.quantum.runbooks.plugins.module_utils.redis_resp import ConnectionError as RedisConnectionError
+from ansible_collections.quantum.runbooks.plugins.module_utils.redis_resp import TimeoutError as RedisTimeoutError
 
 DEFAULT_STREAMS = ("quantum:stream:intent", "quantum:stream:execution")
 DEFAULT_IDLE_AFTER_MS = 30000
@@ -131,7 +116,7 @@ def _text(value):
 
 
 def _get(mapping, *names):
-    """First present key among ``names`` (redis-py decodes keys; spelled with '-')."""
+    """First present key among ``names`` (the XINFO field names are decoded; spelled with '-')."""
     for name in names:
         if name in mapping:
             return mapping[name]
@@ -231,7 +216,7 @@ def stream_report(client, streams, now_ms=None, idle_after_ms=DEFAULT_IDLE_AFTER
                   lag_count_limit=LAG_COUNT_LIMIT):
     """Report each stream in ``streams`` (dict keyed by stream name, in order).
 
-    ``client`` is a redis-py client with ``decode_responses=True``. ``now_ms`` defaults
+    ``client`` is a ``redis_resp.Redis``. ``now_ms`` defaults
     to Redis ``TIME``. Connection errors propagate (``probe`` turns them into results).
     """
     if now_ms is None:

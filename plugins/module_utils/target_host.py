@@ -17,9 +17,9 @@ import re
 import socket
 import subprocess
 
-# The Python libraries our modules import on the target (pip name -> import name). The Binance modules
-# need none: their client (module_utils/binance_exchange.py) is standard library only.
-LIBRARIES = {"requests": "requests", "redis": "redis", "docker": "docker"}
+# The Python libraries our modules import on the target (pip name -> import name). The Binance and Redis
+# modules need none: their clients (module_utils/binance_exchange.py, redis_resp.py) are standard library only.
+LIBRARIES = {"requests": "requests", "docker": "docker"}
 PREPARE_HOST = "ansible-playbook -i {inventory} playbooks/prepare_host.yml"
 
 

@@ -63,8 +63,10 @@ options:
     type: str
     default: unix:///var/run/docker.sock
 requirements:
-  - redis (Python library) >= 4
   - docker (Python SDK) >= 7, only when O(url) is not set
+notes:
+  - Redis is reached with the collection's own client (standard library only; no redis-py on the target).
+    V(redis://) and V(unix://) URLs; V(rediss://) (TLS) is not supported.
 author:
   - qt-runbooks maintainers (!UNKNOWN)
 """

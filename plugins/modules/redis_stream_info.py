@@ -20,13 +20,14 @@ description:
     of container O(container) on its first network, port O(port); no published port needed.
   - Redis down, container stopped or missing, connection refused or timed out are
     B(results) (RV(reachable=false), RV(error)), not task failures, so a diagnosis can go on.
-    The module fails only on bad arguments or a missing Python library.
+    The module fails only on bad arguments or, in O(container) mode, a missing Docker SDK.
   - Every network call is bounded by O(timeout).
   - Read-only (never writes to Redis); supports check mode; never changed.
 options:
   url:
     description:
-      - Redis URL, for example V(redis://127.0.0.1:16379/0) (V(redis://), V(rediss://) or V(unix://)).
+      - Redis URL, for example V(redis://127.0.0.1:16379/0) (V(redis://) or V(unix://); V(rediss://), TLS,
+        is not supported).
       - A password in the URL is masked in every result.
       - When set, O(container) and O(port) are ignored.
     type: str
@@ -59,9 +60,9 @@ options:
     type: str
     default: unix:///var/run/docker.sock
 requirements:
-  - redis (Python library, redis-py) >= 4
   - docker (Python SDK) >= 7, only when O(url) is not set
 notes:
+  - Redis is reached with the collection's own client (standard library only; no redis-py on the target).
   - C(lag) comes from C(XINFO GROUPS) (Redis >= 7). Redis returns it as null after C(XDEL) or
     for a group created at an arbitrary id; then the entries after the group's last-delivered
     id are counted (up to 1000) and C(lag_source) is V(counted). If even that is not

@@ -22,7 +22,7 @@ description:
     decides (C(diagnose.yml) turns them into an INCONCLUSIVE verdict, C(prepare_host) fails with them).
 options:
   libraries:
-    description: Check that the modules' Python libraries (requests, redis, docker) import.
+    description: Check that the modules' Python libraries (requests, docker) import.
     type: bool
     default: true
   import_libraries:

@@ -1,5 +1,6 @@
 """redis_stream_info against a throwaway Redis of our own (never the lab's).
 
+redis-py seeds the data; the reports are read with the collection's own client (module_utils/redis_resp.py).
 A module-scoped fixture starts `qt-lab-redis:1` as `qt-test-redis-<random>` (reached
 through its container IP, which is also what `container` mode does, and through a
 port published on 127.0.0.1 for `url` mode) and removes it afterwards. The lab's
@@ -75,7 +76,13 @@ def start_redis(dc, rm=True):
     except BaseException:
         remove(name)
         raise
-    return {"name": name, "port": port, "ip": ip, "client": client}
+    # redis-py seeds; the collection's client (what the modules use) reads the reports.
+    return {"name": name, "port": port, "ip": ip, "client": client,
+            "resp": redis_connect.redis_client(f"redis://{host_of(ip)}:6379/0", 2.0)}
+
+
+def host_of(ip):
+    return f"[{ip}]" if ":" in ip else ip
 
 
 def remove(name):
@@ -183,7 +190,7 @@ def test_resolve_container_url_uses_first_network_with_an_ip():
 # ----------------------------------------------------------------------------- against our Redis
 
 def test_report_streams_group_pending_lag_and_ages(box):
-    report = rs.stream_report(box["client"], [INTENT, EXECUTION])
+    report = rs.stream_report(box["resp"], [INTENT, EXECUTION])
     intent = report[INTENT]
     ids = box["ids"]
     assert intent["exists"] and intent["type"] == "stream" and intent["error"] is None
@@ -212,7 +219,7 @@ def test_report_streams_group_pending_lag_and_ages(box):
 def test_now_ms_overrides_the_server_clock(box):
     ids = box["ids"]
     now = rs.parse_id(ids[-1])[0] + 5000
-    intent = rs.stream_report(box["client"], [INTENT], now_ms=now)[INTENT]
+    intent = rs.stream_report(box["resp"], [INTENT], now_ms=now)[INTENT]
     assert intent["last_age_s"] == 5.0
     assert intent["first_age_s"] == 115.0
 
@@ -222,11 +229,11 @@ def test_lag_is_counted_when_redis_reports_null(box):
     ids = [r.xadd(key, {"n": str(i)}) for i in range(6)]
     r.xgroup_create(key, "mid", id=ids[1])  # arbitrary start id: Redis cannot know entries_read
     assert r.xinfo_groups(key)[0]["lag"] is None
-    [group] = rs.stream_report(r, [key])[key]["groups"]
+    [group] = rs.stream_report(box["resp"], [key])[key]["groups"]
     assert (group["lag"], group["lag_source"]) == (4, "counted")
     assert group["entries_read"] is None
     # Beyond the counting bound the lag stays unknown rather than wrong.
-    [group] = rs.stream_report(r, [key], lag_count_limit=3)[key]["groups"]
+    [group] = rs.stream_report(box["resp"], [key], lag_count_limit=3)[key]["groups"]
     assert (group["lag"], group["lag_source"]) == (None, None)
 
 
@@ -238,7 +245,7 @@ def test_idle_consumer_detection(box):
     r.xreadgroup("g", "sleepy", {key: ">"}, count=1)
     time.sleep(0.6)
     r.xreadgroup("g", "busy", {key: ">"}, count=1)
-    [group] = rs.stream_report(r, [key], idle_after_ms=300)[key]["groups"]
+    [group] = rs.stream_report(box["resp"], [key], idle_after_ms=300)[key]["groups"]
     by_name = {c["name"]: c for c in group["consumer_details"]}
     assert by_name["sleepy"]["idle"] is True and by_name["sleepy"]["idle_ms"] > 300
     assert by_name["busy"]["idle"] is False
@@ -249,7 +256,7 @@ def test_idle_consumer_detection(box):
 def test_missing_stream_and_wrong_type(box):
     r = box["client"]
     r.set("qt:test:string", "x")
-    report = rs.stream_report(r, ["qt:test:nope", "qt:test:string"])
+    report = rs.stream_report(box["resp"], ["qt:test:nope", "qt:test:string"])
     nope = report["qt:test:nope"]
     assert nope["exists"] is False and nope["length"] is None and nope["groups"] == []
     wrong = report["qt:test:string"]

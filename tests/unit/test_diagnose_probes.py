@@ -64,12 +64,17 @@ def test_the_trace_takes_the_order_from_the_executor_read_in_the_same_run(monkey
 
 
 def test_a_redis_url_password_joins_the_no_log_values(monkeypatch):
-    monkeypatch.setattr(dp, "missing", lambda name, p: None)
-    monkeypatch.setattr(dp, "stream_info_problem", lambda p: None)  # the URL check needs redis-py
     monkeypatch.setattr(dp, "stream_info", lambda p: {"reachable": False})
     hidden = set()
-    dp.run_probes({"event_bus": {"url": "redis://u:s3cret-pw@127.0.0.1:1/0"}}, hidden)
-    assert "s3cret-pw" in hidden
+    results = dp.run_probes({"event_bus": {"url": "redis://u:s3cret-pw@127.0.0.1:1/0"}}, hidden)
+    assert "s3cret-pw" in hidden and results["event_bus"] == {"reachable": False}  # with a url no library is needed
+
+
+def test_a_tls_url_fails_its_slice_in_one_line():
+    results = dp.run_probes({"event_bus": {"url": "rediss://u:s3cret-pw@10.0.0.1:6379/0"}}, set())
+    assert results["event_bus"]["failed"] is True
+    assert results["event_bus"]["msg"] == ("invalid url rediss://u:********@10.0.0.1:6379/0: rediss:// (TLS) is not "
+                                           "supported by the collection's Redis client: use redis:// or unix://")
 
 
 @pytest.mark.parametrize("name", sorted(dp.SPECS))

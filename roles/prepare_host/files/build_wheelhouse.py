@@ -7,8 +7,8 @@ Runs on the control node with the Python running Ansible (roles/prepare_host, pr
       --platform manylinux_2_36_x86_64 ... [--source DIR] -- requests==2.34.2 ... pip==26.3
 
 `pip download --python-version` picks wheels for the target but evaluates environment markers for
-the Python running pip (redis needs async-timeout only below 3.11.3: a 3.11.7 controller would
-leave it out for a 3.11.2 target). So every wheel's Requires-Dist is evaluated again for the target
+the Python running pip (redis-py, once a pin here, needs async-timeout only below 3.11.3: a 3.11.7
+controller would leave it out for a 3.11.2 target). So every wheel's Requires-Dist is evaluated again for the target
 and what is missing is downloaded, until nothing is. With --source the wheels come from a
 directory (an air-gapped controller): nothing is downloaded, a gap is an error.
 
