@@ -90,8 +90,9 @@ options:
       docker_host: {description: Docker daemon URL., type: str, default: "unix:///var/run/docker.sock"}
       timeout: {description: Seconds for each Docker API call., type: float, default: 10}
 requirements:
-  - docker (Python Docker SDK) for the container reads, redis for the kill switch and the event bus
+  - redis (Python library) for the kill switch and the event bus
 notes:
+  - The container reads talk to the Docker Engine API with the Python standard library (no Docker SDK needed).
   - Each slice's result is the same as the matching module's (M(quantum.runbooks.container_logs),
     M(quantum.runbooks.kill_switch) with O(quantum.runbooks.kill_switch#module:state=query),
     M(quantum.runbooks.binance_futures_info), M(quantum.runbooks.redis_stream_info)).
