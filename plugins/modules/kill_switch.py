@@ -64,7 +64,9 @@ options:
     default: unix:///var/run/docker.sock
 requirements:
   - redis (Python library) >= 4
-  - docker (Python SDK) >= 7, only when O(url) is not set
+notes:
+  - Without O(url), the container's IP is read from the Docker Engine API with the Python standard library
+    (no Docker SDK needed).
 author:
   - qt-runbooks maintainers (!UNKNOWN)
 """

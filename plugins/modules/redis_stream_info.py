@@ -60,8 +60,9 @@ options:
     default: unix:///var/run/docker.sock
 requirements:
   - redis (Python library, redis-py) >= 4
-  - docker (Python SDK) >= 7, only when O(url) is not set
 notes:
+  - Without O(url), the container's IP is read from the Docker Engine API with the Python standard library
+    (no Docker SDK needed).
   - C(lag) comes from C(XINFO GROUPS) (Redis >= 7). Redis returns it as null after C(XDEL) or
     for a group created at an arbitrary id; then the entries after the group's last-delivered
     id are counted (up to 1000) and C(lag_source) is V(counted). If even that is not
