@@ -22,7 +22,9 @@ description:
     decides (C(diagnose.yml) turns them into an INCONCLUSIVE verdict, C(prepare_host) fails with them).
 options:
   libraries:
-    description: Check that the modules' Python libraries (requests, redis, docker) import.
+    description:
+      - Check that the modules' Python libraries (requests, redis) import. The Docker and Binance clients are
+        the standard library's.
     type: bool
     default: true
   import_libraries:
