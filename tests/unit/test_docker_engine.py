@@ -1,6 +1,6 @@
 """module_utils/docker_engine without a Docker daemon: the multiplexed stream cut at any read boundary, the
 host URLs, the error lines, and the HTTP calls against a stand-in daemon on a unix socket (a real one:
-tests/modules/test_docker_engine.py)."""
+tests/modules/test_docker_engine_real.py)."""
 import json
 import random
 import socket
