@@ -150,11 +150,11 @@ def test_follow_sees_lines_as_they_are_logged(start):
 def test_exec_exit_code_stdout_stderr(plain):
     _name, attrs = plain
     engine = de.Engine()
-    assert engine.exec(attrs["Id"], ["sh", "-c", "echo to-out; echo to-err >&2; exit 7"]) == (7, b"to-out\n",
-                                                                                           b"to-err\n")
+    script = "echo to-out; echo to-err >&2; exit 7"
+    assert engine.exec(attrs["Id"], ["sh", "-c", script]) == (7, b"to-out\n", b"to-err\n")
     code, out, err = engine.exec(attrs["Name"].lstrip("/"), ["python3", "-c", "print('x' * 200000)"])
     assert code == 0 and out == b"x" * 200000 + b"\n" and err == b""  # bigger than a block, by name
-    code, _out, err = engine.exec(attrs["Id"], ["/no/such/binary"])
+    code, _out, _err = engine.exec(attrs["Id"], ["/no/such/binary"])
     assert code != 0
 
 

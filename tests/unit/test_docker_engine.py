@@ -100,7 +100,7 @@ def test_http_errors_carry_the_daemon_s_message():
     assert isinstance(err, de.NotFound) and err.status == 404 and err.kind == "api"
     assert str(err) == "Docker API answered HTTP 404: No such container: gone"
     err = de.api_error(500, "Internal Server Error", "<html>\nboom\n</html>")
-    assert type(err) is de.DockerError and str(err) == "Docker API answered HTTP 500: <html> boom </html>"
+    assert not isinstance(err, de.NotFound) and str(err) == "Docker API answered HTTP 500: <html> boom </html>"
     assert str(de.api_error(409, "Conflict", "")) == "Docker API answered HTTP 409: Conflict"
 
 
