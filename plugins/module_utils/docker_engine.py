@@ -124,15 +124,16 @@ class Engine:
         """The container's log (stdout and stderr) as blocks of bytes. ``tty``: the container has a TTY (its log
         is not multiplexed; ``Config.Tty`` of ``inspect``). ``tail``: lines from the end (None or < 0: all);
         ``since``/``until``: epoch seconds (fractions allowed). Not followed, each read waits for a full block
-        (a million-line log in few reads); followed, a read returns what has arrived.
+        (a million-line log in few reads); followed, a read returns what has arrived, and a log silent for longer
+        than the client's timeout ends in a DockerError of kind ``timeout`` (``log_follow.follow`` reopens it from
+        its last line).
         """
         query = {"stdout": 1, "stderr": 1, "timestamps": int(bool(timestamps)), "follow": int(bool(follow)),
                  "tail": tail if isinstance(tail, int) and tail >= 0 else "all"}
         for name, value in (("since", since), ("until", until)):
             if value:
                 query[name] = value if isinstance(value, int) else "%.9f" % float(value)
-        conn, response = self._request("GET", "/containers/%s/logs" % quote(str(container_id), safe=""), query,
-                                       timeout=None if follow else self.timeout)
+        conn, response = self._request("GET", "/containers/%s/logs" % quote(str(container_id), safe=""), query)
         read = response.read1 if follow else response.read
         try:
             reads = iter(lambda: self._read(read, block), b"")

@@ -147,6 +147,17 @@ def test_follow_sees_lines_as_they_are_logged(start):
     assert summary.counts["PREFLIGHT"] == 1
 
 
+def test_follow_outlasts_a_log_silent_longer_than_the_client_timeout(start):
+    name = start('echo \'{"event": "PREFLIGHT"}\'; sleep 2.5; echo \'{"event": "ORDER_RESPONSE"}\'; exec sleep 300')
+    engine = de.Engine(timeout=1)  # each followed read times out during the silence: reopened from its last line
+    attrs = engine.inspect(name)
+    summary = LogSummary(keep_last=5)
+    wait = log_follow.follow(engine, attrs, {"timestamps": True, "since": time.time() - 60}, summary,
+                             ["PREFLIGHT"], ["ORDER_RESPONSE"], 20)
+    assert wait["met"] is True and wait["waited_s"] < 10, wait
+    assert summary.counts["PREFLIGHT"] == 1 and summary.counts["ORDER_RESPONSE"] == 1  # nothing read twice
+
+
 def test_exec_exit_code_stdout_stderr(plain):
     _name, attrs = plain
     engine = de.Engine()
