@@ -76,12 +76,12 @@ out.flush()
 IN_PROCESS = r'''
 import json, resource, sys, time
 sys.path.insert(0, sys.argv[1])
-from ansible_collections.quantum.runbooks.plugins.module_utils.docker_sdk import docker_client
-from ansible_collections.quantum.runbooks.plugins.modules.container_logs import summarise
+from ansible_collections.quantum.runbooks.plugins.module_utils.docker_engine import Engine
+from ansible_collections.quantum.runbooks.plugins.module_utils.log_follow import summarise
 params = json.loads(sys.argv[2])
 start = time.perf_counter()
-client = docker_client(params["docker_host"], params["timeout"])
-out = {name: summarise(client, name, params) for name in params["names"]}
+engine = Engine(params["docker_host"], params["timeout"])
+out = {name: summarise(engine, name, params) for name in params["names"]}
 print(json.dumps({"read_s": time.perf_counter() - start, "containers": out}))
 '''
 

@@ -41,8 +41,8 @@ options:
     default: 5
   settings_from_container:
     description:
-      - Take the trading settings from this container's environment as the executor really runs (C(docker
-        inspect) on the target, no exec) - C(BINANCE_USE_TESTNET) sets the personality,
+      - Take the trading settings from this container's environment as the executor really runs (its inspect
+        data from the Docker API on the target, no exec) - C(BINANCE_USE_TESTNET) sets the personality,
         C(BINANCE_FUTURES_URL) / C(BINANCE_FUTURES_TESTNET_URL) the URL, C(BINANCE_API_KEY) /
         C(BINANCE_API_SECRET) the keys when O(api_key) / O(api_secret) are not given. The keys stay inside
         the module.
@@ -52,9 +52,9 @@ options:
   futures_testnet_url:
     description: With O(settings_from_container), the URL to use when the container runs in testnet mode.
     type: str
-requirements:
-  - docker CLI on the target, only with O(settings_from_container)
 notes:
+  - O(settings_from_container) reads the Docker API at E(DOCKER_HOST) or C(unix:///var/run/docker.sock), with the
+    Python standard library (no docker CLI or Docker SDK needed on the target).
   - Binance is called with the Python standard library only (C(urllib), HMAC-SHA256 signing), through the
     collection's one Binance client (module_utils C(binance_exchange)); no python-binance or requests on the
     target. HTTPS certificates are checked against the target's system CA store; C(HTTPS_PROXY) / C(NO_PROXY)

@@ -8,16 +8,15 @@ mapping and rate limits, is ``binance_exchange.Exchange``).
   the options of the modules that change things (documented in the doc fragment ``quantum.runbooks.binance``);
 * ``futures_endpoint(params)`` and ``make_exchange(params)``: the base URL and an ``Exchange`` for it;
 * ``container_settings(name)`` and ``apply_settings(params, env)``: the trading settings and keys of the
-  running executor container (``docker inspect``, no exec), as the modules' ``settings_from_container``;
+  running executor container (inspected through the Docker API, no exec), as the modules'
+  ``settings_from_container``;
   ``connection_params`` applies them;
 * ``check_params`` / ``check_exchange_params``: argument problems a spec cannot express;
 * ``run_guarded(p, result, work)``: one-line failures, no credentials, ``rate_limit`` always returned.
 """
 from __future__ import annotations
 
-import json
 import re
-import subprocess
 import traceback
 
 from ansible.module_utils.basic import env_fallback
@@ -29,6 +28,7 @@ from ansible_collections.quantum.runbooks.plugins.module_utils.binance_exchange 
     Refused,
     redact,
 )
+from ansible_collections.quantum.runbooks.plugins.module_utils.docker_engine import DockerError, engine_from_env
 from ansible_collections.quantum.runbooks.plugins.module_utils.trading_mode import MODE_KEYS
 
 
@@ -84,20 +84,17 @@ def truthy(value):
 
 
 def container_settings(name):
-    """(state, {setting: value}) of a container, read with `docker inspect` (no exec into it).
+    """(state, {setting: value}) of a container, read from its inspect data (no exec into it) through the Docker
+    API (``docker_engine``; DOCKER_HOST or the default socket, as the docker CLI).
 
-    The state is ``missing`` when the container does not exist or the docker CLI cannot answer.
+    The state is ``missing`` when the container does not exist or Docker cannot answer.
     """
     try:
-        res = subprocess.run(["docker", "inspect", "--format", "{{json .State.Status}} {{json .Config.Env}}", name],
-                             capture_output=True, text=True, timeout=15, check=False)
-    except (OSError, subprocess.TimeoutExpired):
+        attrs = engine_from_env(15).inspect(name)
+    except DockerError:
         return "missing", {}
-    if res.returncode != 0:
-        return "missing", {}
-    state, _dummy, env_json = res.stdout.strip().partition(" ")
-    pairs = (item.split("=", 1) for item in json.loads(env_json or "[]") if "=" in item)
-    return json.loads(state), {k: v for k, v in pairs if k in SETTING_KEYS}
+    pairs = (item.split("=", 1) for item in (attrs.get("Config") or {}).get("Env") or [] if "=" in item)
+    return (attrs.get("State") or {}).get("Status"), {k: v for k, v in pairs if k in SETTING_KEYS}
 
 
 def hide_container_secrets(env, no_log_values):

@@ -14,7 +14,6 @@ import inspect
 import json
 import os
 import pwd
-import subprocess
 import threading
 import time
 import traceback
@@ -36,6 +35,7 @@ from ansible_collections.quantum.runbooks.plugins.module_utils.binance_exchange 
     ExchangeError,
     redact,
 )
+from ansible_collections.quantum.runbooks.plugins.module_utils.docker_engine import DockerError, engine_from_env
 from ansible_collections.quantum.runbooks.plugins.module_utils.dotenv import effective_values
 
 CHECKS = ["time", "account", "open_orders"]
@@ -63,22 +63,22 @@ def probe_source():
 
 
 def probe_in_container(container, base_url, timeout):
-    """(probe dict, None) or (None, why docker exec failed). Only the URL and timeout go to the container."""
+    """(probe dict, None) or (None, why the exec failed). Runs ``python3 -c <probe>`` in the container through the
+    Docker API (``docker_engine``; DOCKER_HOST or the default socket, as the docker CLI). Only the URL and timeout
+    go to the container."""
     limit = timeout + 5
     try:
         script = binance_probe.container_script(probe_source(), base_url, timeout)
     except Exception as exc:  # should not happen; reported, not raised
         return None, "cannot read the probe's source: %s" % exc
-    cmd = ["docker", "exec", "-i", container, "python3", "-"]
     try:
-        proc = subprocess.run(cmd, input=script, capture_output=True, text=True, timeout=limit, check=False)
-    except FileNotFoundError:
-        return None, "docker CLI not found on the target"
-    except subprocess.TimeoutExpired:
-        return None, "docker exec did not finish within %g s" % limit
-    except OSError as exc:
+        code, stdout, stderr = engine_from_env(limit).exec(container, ["python3", "-c", script], timeout=limit)
+    except DockerError as exc:
+        if exc.kind == "timeout":
+            return None, "docker exec did not finish within %g s" % limit
         return None, "docker exec failed: %s" % exc
-    for line in reversed(proc.stdout.strip().splitlines()):
+    stdout, stderr = stdout.decode("utf-8", "replace"), stderr.decode("utf-8", "replace")
+    for line in reversed(stdout.strip().splitlines()):
         line = line.strip()
         if line.startswith("{"):
             try:
@@ -87,8 +87,8 @@ def probe_in_container(container, base_url, timeout):
                 continue
             if isinstance(data, dict) and "reachable" in data:
                 return data, None
-    detail = (proc.stderr.strip() or proc.stdout.strip() or "no output")[-500:]
-    return None, "docker exec exited %d: %s" % (proc.returncode, detail)
+    detail = (stderr.strip() or stdout.strip() or "no output")[-500:]
+    return None, "docker exec exited %s: %s" % (code, detail)
 
 
 def path_finding(host, container, container_checked):

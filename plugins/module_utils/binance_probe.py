@@ -8,9 +8,9 @@ Two uses:
   ``probe_time(base_url, timeout)`` on the Ansible target;
 * run as a script inside a container, where only ``python3`` and its standard library exist.
   ``python3 binance_probe.py`` reads one JSON line ``{"base_url": ..., "timeout": ...}`` from stdin and
-  prints the result as one JSON line. ``python3 -`` (source piped on stdin) consumes all of stdin as
-  program text, so the caller appends ``main(<request line as a string literal>)`` to the source instead
-  (see ``container_script``).
+  prints the result as one JSON line. In a container it runs as ``python3 -c <program>`` (an exec has no
+  stdin): the program is this module's source plus ``main(<request line as a string literal>)``
+  (see ``container_script``); the request line holds only the URL and the timeout, never a credential.
 
 ``probe_time`` never raises for network errors, never waits longer than about ``timeout + 1`` seconds
 (DNS included) and sends no credentials: ``/v1/time`` is an unsigned endpoint.
@@ -200,9 +200,10 @@ def probe_time(base_url, timeout=5.0):
 
 
 def container_script(source, base_url, timeout):
-    """Program text for ``python3 -``: this module's source plus a call carrying the request line."""
+    """Program text for ``python3 -c`` (or ``python3 -``): this module's source plus a call carrying the request
+    line. Only the URL and the timeout go in: the program is visible in the container's process list."""
     line = json.dumps({"base_url": base_url, "timeout": timeout})
-    return "%s\n\n# the request line (python3 - reads all of stdin as program text)\nsys.exit(main(%r))\n" % (
+    return "%s\n\n# the request line (python3 -c has no request on stdin)\nsys.exit(main(%r))\n" % (
         source, line)
 
 
@@ -222,5 +223,5 @@ def main(request_line=None):
     return 0
 
 
-if __name__ == "__main__" and sys.argv[:1] != ["-"]:
+if __name__ == "__main__" and sys.argv[:1] not in (["-"], ["-c"]):  # as a program text, its last line calls main
     raise SystemExit(main())

@@ -16,14 +16,8 @@ import time
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
 from ansible_collections.quantum.runbooks.plugins.module_utils import binance_connectivity
-from ansible_collections.quantum.runbooks.plugins.module_utils.docker_sdk import (
-    HAS_DOCKER,
-    DockerException,
-    NotFound,
-    docker_client,
-)
+from ansible_collections.quantum.runbooks.plugins.module_utils.docker_engine import DockerError, Engine, NotFound
 from ansible_collections.quantum.runbooks.plugins.module_utils.log_follow import summarise, summarise_container
-from ansible_collections.quantum.runbooks.plugins.module_utils.missing_library import missing_library
 from ansible_collections.quantum.runbooks.plugins.module_utils.redis_connect import (
     STREAM_INFO_SPEC,
     read_kill_switch,
@@ -100,18 +94,14 @@ def pick_order(correlation_id, unanswered, since_s):
 
 def read_executor(p):
     """Check 1's container state and log summary (no environment: it holds secrets)."""
-    client = docker_client(p["docker_host"], p["timeout"])
+    engine = Engine(p["docker_host"], p["timeout"])
     try:
-        try:
-            container = client.containers.get(p["container"])  # one inspect: its state, and the log's TTY flag
-        except NotFound:
-            return {"exists": False}
-        attrs = container.attrs
-        state = attrs.get("State") or {}
-        logs = dict(exists=True, **summarise_container(container, {
-            "tail": p["log_lines"], "since": 0, "since_ts": None, "correlation_id": None, "keep_last": 20}))
-    finally:
-        client.close()
+        attrs = engine.inspect(p["container"])  # one inspect: its state, and the log's TTY flag
+    except NotFound:
+        return {"exists": False}
+    state = attrs.get("State") or {}
+    logs = dict(exists=True, **summarise_container(engine, attrs, {
+        "tail": p["log_lines"], "since": 0, "since_ts": None, "correlation_id": None, "keep_last": 20}))
     return {"exists": True, "restart_count": attrs.get("RestartCount", 0),
             "state": {"status": state.get("Status"), "running": state.get("Running"),
                       "health": (state.get("Health") or {}).get("Status"), "exit_code": state.get("ExitCode"),
@@ -129,13 +119,10 @@ def read_switch(p):
 def read_trace(p, correlation_id, auto, since_s):
     if not correlation_id:
         return {"correlation_id": None}
-    client = docker_client(p["docker_host"], p["timeout"])
+    engine = Engine(p["docker_host"], p["timeout"])
     opts = {"tail": p["max_lines"], "since": since_s, "since_ts": None, "correlation_id": correlation_id,
             "keep_last": 0}
-    try:
-        containers = {name: summarise(client, name, opts, NotFound) for name in p["containers"]}
-    finally:
-        client.close()
+    containers = {name: summarise(engine, name, opts) for name in p["containers"]}
     return {"correlation_id": correlation_id, "auto_selected": auto, "since_s": since_s, "containers": containers}
 
 
@@ -148,7 +135,7 @@ def bound_of(name, p):
 
 def failure(name, p, exc):
     """One line for a probe that raised: what the check's own module said in the same case."""
-    if isinstance(exc, DockerException):
+    if isinstance(exc, DockerError):
         return "cannot reach Docker at %s: %s" % (p.get("docker_host"), one_line(str(exc)))
     if isinstance(exc, binance_connectivity.ParameterError):
         return str(exc)
@@ -156,14 +143,6 @@ def failure(name, p, exc):
 
 
 # ------------------------------------------------------------------ running them side by side
-
-def missing(name, p):
-    """The missing library a slice needs, as Ansible's one line, or None."""
-    needs_docker = name in ("executor", "trace") or (name == "event_bus" and not p.get("url"))
-    if needs_docker and not HAS_DOCKER:
-        return missing_library("docker")
-    return None
-
 
 def run_probes(raw, no_log_values):
     """{slice: result} for the slices given in ``raw`` ({name: options or None}). Secrets met on the way (Redis
@@ -180,9 +159,7 @@ def run_probes(raw, no_log_values):
         no_log_values.update(hidden)
         if name == "event_bus":
             no_log_values.update(url_secrets(params[name].get("url")))
-        why = missing(name, params[name])
-        if not why and name == "event_bus":  # the checks redis_stream_info makes of the same options
-            why = stream_info_problem(params[name])
+        why = stream_info_problem(params[name]) if name == "event_bus" else None  # as redis_stream_info checks
         if why:
             results[name] = {"failed": True, "msg": why}
             params.pop(name)

@@ -15,13 +15,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.quantum.runbooks.plugins.module_utils.docker_sdk import (
-    DOCKER_IMPORT_ERROR,
-    HAS_DOCKER,
-    DockerException,
-    docker_client,
-)
-from ansible_collections.quantum.runbooks.plugins.module_utils.missing_library import missing_library
+from ansible_collections.quantum.runbooks.plugins.module_utils.docker_engine import DockerError, Engine
 from ansible_collections.quantum.runbooks.plugins.module_utils.redis_resp import TLS_UNSUPPORTED, Redis, parse_url
 from ansible_collections.quantum.runbooks.plugins.module_utils.redis_streams import (
     DEFAULT_IDLE_AFTER_MS,
@@ -113,13 +107,6 @@ class RedisModule(AnsibleModule):
         super().fail_json(msg, **kwargs)
 
 
-def fail_without_libraries(module):
-    """Fail with Ansible's usual message when, without a url, the Docker SDK is missing (Redis needs none)."""
-    if not module.params["url"] and not HAS_DOCKER:
-        module.fail_json(msg=missing_library("docker", "needed when url is not set"),
-                         exception=DOCKER_IMPORT_ERROR)
-
-
 def url_problem(url):
     """One line (password masked) when ``url`` is set but is not a Redis URL, else None."""
     if url:
@@ -165,19 +152,16 @@ def redis_client(url, timeout):
 def container_target(params):
     """(url, container_state, error) for O(container) mode; never raises."""
     try:
-        client = docker_client(params["docker_host"], params["timeout"])
-    except DockerException as err:
-        return None, None, one_line(f"cannot reach Docker at {params['docker_host']}: {err}")
-    try:
-        url = resolve_container_url(params["container"], params["port"], client)
+        engine = Engine(params["docker_host"], params["timeout"])
+        url = resolve_container_url(params["container"], params["port"], engine)
         return url, "running", None
     except ContainerUnavailable as err:
         return None, err.state, one_line(str(err))
-    except (DockerException, OSError) as err:
-        return None, None, one_line(f"cannot inspect container {params['container']} "
-                                    f"via {params['docker_host']}: {err}")
-    finally:
-        client.close()
+    except DockerError as err:
+        if err.kind == "api":  # the daemon answered, but not with the container
+            return None, None, one_line(f"cannot inspect container {params['container']} "
+                                        f"via {params['docker_host']}: {err}")
+        return None, None, one_line(f"cannot reach Docker at {params['docker_host']}: {err}")
 
 
 def read_policy(path):

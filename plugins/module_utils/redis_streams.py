@@ -3,14 +3,14 @@
 """Read-only Redis stream / consumer-group report (what `XINFO` shows a runbook).
 
 Plain Python, importable without Ansible. The clients are passed in, so the logic
-works with the collection's Redis client (``redis_resp.Redis``, standard library only) and a
-Docker SDK client:
+works with the collection's Redis client (``redis_resp.Redis``) and its Docker client
+(``docker_engine.Engine``, or anything with its ``inspect``), both standard library only:
 
 - ``stream_report(client, streams, now_ms=None, idle_after_ms=30000)``: per stream
   length, first/last entry ids and their ages, and per consumer group pending, lag
   and idle consumers. Ages compare the ms part of entry ids with Redis ``TIME``
   (the server's clock, not this host's).
-- ``resolve_container_url(container, port, docker_client)``: ``redis://<ip>:<port>/0``
+- ``resolve_container_url(container, port, engine)``: ``redis://<ip>:<port>/0``
   for a container, from its first network's IP (no published port needed).
 - ``probe(client, streams, idle_after_ms)``: PING, version and report; connection
   problems become ``reachable: false`` plus a one-line ``error``, never an exception.
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from ansible_collections.quantum.runbooks.plugins.module_utils.docker_engine import NotFound
 from ansible_collections.quantum.runbooks.plugins.module_utils.redis_resp import (
     AuthenticationError,
     BusyLoadingError,
@@ -259,28 +260,22 @@ def probe(client, streams, idle_after_ms=DEFAULT_IDLE_AFTER_MS, target=None):
 
 # --------------------------------------------------------------------------- docker
 
-def _is_not_found(err):
-    return type(err).__name__ == "NotFound" or getattr(err, "status_code", None) == 404
-
-
-def container_state(container, docker_client):
-    """Docker's state of ``container`` (running, exited, paused, ...) or ``missing``."""
+def container_state(container, engine):
+    """(Docker's state of ``container`` (running, exited, paused, ...) or ``missing``, its inspect data)."""
     try:
-        attrs = docker_client.containers.get(container).attrs
-    except Exception as err:  # docker.errors.NotFound; other errors propagate
-        if _is_not_found(err):
-            return "missing", None
-        raise
+        attrs = engine.inspect(container)
+    except NotFound:
+        return "missing", None
     return (attrs.get("State") or {}).get("Status") or "unknown", attrs
 
 
-def resolve_container_url(container, port, docker_client):
+def resolve_container_url(container, port, engine):
     """``redis://<IP on the container's first network>:<port>/0``.
 
     Raises ContainerUnavailable (with ``.state``) when the container is missing, not
-    running or has no IP; Docker SDK errors (daemon unreachable) propagate.
+    running or has no IP; other DockerErrors (daemon unreachable) propagate.
     """
-    state, attrs = container_state(container, docker_client)
+    state, attrs = container_state(container, engine)
     if state == "missing":
         raise ContainerUnavailable(state, f"container {container} does not exist")
     if state != "running":

@@ -10,16 +10,17 @@ directory) are small and bounded.
 from __future__ import annotations
 
 import grp
-import json
 import os
 import pwd
 import re
-import socket
 import subprocess
 
-# The Python libraries our modules import on the target (pip name -> import name). The Binance and Redis
-# modules need none: their clients (module_utils/binance_exchange.py, redis_resp.py) are standard library only.
-LIBRARIES = {"requests": "requests", "docker": "docker"}
+from ansible_collections.quantum.runbooks.plugins.module_utils.docker_engine import DockerError, Engine
+
+# The Python libraries our modules import on the target (pip name -> import name): requests, for community.docker's
+# modules the roles use. The Binance, Redis and Docker clients (module_utils/binance_exchange.py, redis_resp.py,
+# docker_engine.py) are standard library only.
+LIBRARIES = {"requests": "requests"}
 PREPARE_HOST = "ansible-playbook -i {inventory} playbooks/prepare_host.yml"
 
 
@@ -119,51 +120,16 @@ def importable(import_names, do_import=False):
     return out
 
 
-class _UnixHTTP:
-    """GET a path on the Docker API's unix socket (stdlib only, bounded)."""
-
-    def __init__(self, path, timeout):
-        self.path, self.timeout = path, timeout
-
-    def get(self, url):
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        try:
-            sock.connect(self.path)
-            sock.sendall(("GET %s HTTP/1.0\r\nHost: docker\r\n\r\n" % url).encode())
-            data = b""
-            while True:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-        finally:
-            sock.close()
-        head, _dummy, body = data.partition(b"\r\n\r\n")
-        status = int(head.split(b" ", 2)[1]) if head.startswith(b"HTTP/") else 0
-        return status, body
-
-
 def docker_access(docker_host, timeout=3.0):
-    """{'ok', 'version', 'error'} for the Docker API at a unix:// URL, as the current user."""
+    """{'ok', 'version', 'error'} for the Docker API at a unix:// URL, as the current user; with ``kind``
+    (permission, absent, other) when it does not answer."""
     if not docker_host.startswith("unix://"):
         return {"ok": None, "version": None, "error": None, "note": "not a unix socket: not probed"}
-    path = docker_host[len("unix://"):]
     try:
-        status, body = _UnixHTTP(path, timeout).get("/version")
-    except PermissionError:
-        return {"ok": False, "version": None, "error": "permission denied on %s" % path, "kind": "permission"}
-    except FileNotFoundError:
-        return {"ok": False, "version": None, "error": "%s does not exist (is the Docker engine running?)" % path,
-                "kind": "absent"}
-    except OSError as err:
-        return {"ok": False, "version": None, "error": "%s: %s" % (path, err), "kind": "other"}
-    if status != 200:
-        return {"ok": False, "version": None, "error": "Docker API answered HTTP %s" % status, "kind": "other"}
-    try:
-        version = json.loads(body.decode("utf-8", "replace")).get("Version")
-    except ValueError:
-        version = None
+        version = Engine(docker_host, timeout).version().get("Version")
+    except DockerError as err:
+        kind = err.kind if err.kind in ("permission", "absent") else "other"
+        return {"ok": False, "version": None, "error": str(err), "kind": kind}
     return {"ok": True, "version": version, "error": None}
 
 

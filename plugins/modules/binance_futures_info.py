@@ -14,8 +14,8 @@ description:
   - C(time) probes C(GET {futures_url}/v1/time) from the Ansible target with the standard library and reports
     reachability (timeout, refused, DNS, TLS, HTTP), latency, the clock offset to the exchange, the used request
     weight and the rate-limit state (C(429) rate limited, C(418) IP banned).
-  - With O(container), the same probe also runs inside that container (C(docker exec -i <container> python3 -)
-    fed with the probe's source; the container needs only C(python3)). Comparing both answers tells whether the
+  - With O(container), the same probe also runs inside that container (an exec of C(python3 -c <the probe's
+    source>) through the Docker API; the container needs only C(python3)). Comparing both answers tells whether the
     network path from the container is the problem (RV(path_finding)). No credential is sent to the container.
   - C(account) reads C(GET /fapi/v2/account) (signed, weight 5) and classifies the answer (accepted, key rejected,
     clock skew, rate limited, banned, unreachable). Signed requests carry the target's own clock and
@@ -57,7 +57,8 @@ options:
     description:
       - Name or ID of a running container (for example C(quantum_auto_executor)) from which C(/v1/time) is
         probed too, as that container sees the exchange.
-      - Needs the C(docker) CLI on the Ansible target and C(python3) in the container.
+      - Needs the Docker API on the Ansible target (E(DOCKER_HOST) or C(unix:///var/run/docker.sock)) and
+        C(python3) in the container.
     type: str
   container_futures_url:
     description:
@@ -85,8 +86,6 @@ options:
     type: path
 extends_documentation_fragment:
   - quantum.runbooks.binance
-requirements:
-  - docker CLI on the target, only when O(container) is set
 notes:
   - C(open_orders) without a symbol costs request weight 40; C(account) costs 5; the time probe 1.
   - Check mode runs the same read-only calls.
@@ -208,11 +207,11 @@ container:
   returned: always
 container_error:
   description:
-    - Why the probe could not run in the container (not running, no such container, no C(python3), C(docker) CLI
-      missing, timed out). Data, not a module failure.
+    - Why the probe could not run in the container (not running, no such container, no C(python3), Docker not
+      reachable, timed out). Data, not a module failure.
   type: str
   returned: when O(container) is set and C(docker exec) failed
-  sample: "docker exec exited 1: Error response from daemon: container abc is not running"
+  sample: "docker exec failed: Docker API answered HTTP 409: Container abc is not running"
 path_finding:
   description:
     - C(both_ok), C(host_only) (the target gets an answer, the container does not), C(container_only),

@@ -54,8 +54,8 @@ options:
     description: Seconds to wait for the Docker API.
     type: int
     default: 30
-requirements:
-  - docker (Python SDK) >= 7
+notes:
+  - Talks to the Docker Engine API with the Python standard library (no Docker SDK needed on the target).
 author:
   - qt-runbooks maintainers (!UNKNOWN)
 """
@@ -148,15 +148,8 @@ last_preflight:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.quantum.runbooks.plugins.module_utils.docker_sdk import (
-    DOCKER_IMPORT_ERROR,
-    HAS_DOCKER,
-    DockerException,
-    NotFound,
-    docker_client,
-)
+from ansible_collections.quantum.runbooks.plugins.module_utils.docker_engine import DockerError, Engine
 from ansible_collections.quantum.runbooks.plugins.module_utils.log_follow import summarise
-from ansible_collections.quantum.runbooks.plugins.module_utils.missing_library import missing_library
 
 
 def main():
@@ -176,16 +169,14 @@ def main():
         required_one_of=[("name", "names")],
         mutually_exclusive=[("name", "names")],
     )
-    if not HAS_DOCKER:
-        module.fail_json(msg=missing_library("docker"), exception=DOCKER_IMPORT_ERROR)
     p = module.params
     try:
-        client = docker_client(p["docker_host"], p["timeout"])
+        engine = Engine(p["docker_host"], p["timeout"])
         if p["name"]:
-            module.exit_json(changed=False, **summarise(client, p["name"], p, NotFound))
+            module.exit_json(changed=False, **summarise(engine, p["name"], p))
         # Several containers (e.g. a trace across services): one module run, one summary each.
-        module.exit_json(changed=False, containers={name: summarise(client, name, p, NotFound) for name in p["names"]})
-    except DockerException as err:
+        module.exit_json(changed=False, containers={name: summarise(engine, name, p) for name in p["names"]})
+    except DockerError as err:
         module.fail_json(msg=f"cannot reach Docker at {p['docker_host']}: {err}")
 
 

@@ -48,8 +48,8 @@ options:
     description: Docker daemon URL.
     type: str
     default: unix:///var/run/docker.sock
-requirements:
-  - docker (Python SDK) >= 7
+notes:
+  - Talks to the Docker Engine API with the Python standard library (no Docker SDK needed on the target).
 author:
   - qt-runbooks maintainers (!UNKNOWN)
 """
@@ -92,18 +92,12 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.quantum.runbooks.plugins.module_utils.docker_sdk import (
-    DOCKER_IMPORT_ERROR,
-    HAS_DOCKER,
-    DockerException,
-    NotFound,
-    docker_client,
-)
+from ansible_collections.quantum.runbooks.plugins.module_utils.docker_engine import DockerError, Engine, NotFound
 from ansible_collections.quantum.runbooks.plugins.module_utils.log_events import LogSummary
 from ansible_collections.quantum.runbooks.plugins.module_utils.log_follow import follow
-from ansible_collections.quantum.runbooks.plugins.module_utils.missing_library import missing_library
 
 POLL_S = 0.25
+EXEC_TIMEOUT_S = 30  # one run of the health check command (the Docker client's timeout before)
 
 
 def main():
@@ -119,53 +113,53 @@ def main():
         ),
         supports_check_mode=True,
     )
-    if not HAS_DOCKER:
-        module.fail_json(msg=missing_library("docker"), exception=DOCKER_IMPORT_ERROR)
     p = module.params
     try:
-        result = wait_ready(docker_client(p["docker_host"], 30), p)
-    except DockerException as err:
+        result = wait_ready(Engine(p["docker_host"], 30), p)
+    except DockerError as err:
         module.fail_json(msg=f"cannot reach Docker at {p['docker_host']}: {err}")
     if result["stage"] != "ready":
         module.fail_json(msg=f"{p['name']} not ready after {result['waited_s']} s: {result.pop('why')}", **result)
     module.exit_json(changed=False, **result)
 
 
-def wait_ready(client, p):
+def wait_ready(engine, p):
     started = time.monotonic()
     deadline = started + p["timeout"]
 
     def done(stage, why=None, **extra):
         return dict(extra, stage=stage, why=why, waited_s=round(time.monotonic() - started, 3))
 
-    container = running_container(client, p["name"], deadline)
-    if container is None:
+    attrs = running_container(engine, p["name"], deadline)
+    if attrs is None:
         return done("running", "the container is not running")
     # The health check runs beside the log wait (it passes once the new process serves it), so
     # the wait ends when the awaited line is logged, not one check run later.
     checked = []
-    checker = threading.Thread(target=lambda: checked.append(health_check(container, deadline)), daemon=True)
+    checker = threading.Thread(target=lambda: checked.append(health_check(engine, attrs, deadline)), daemon=True)
     checker.start()
     summary = LogSummary(keep_last=p["keep_last"])
-    logs = {"stream": True, "timestamps": True, "since": p["since_ts"]}
-    wait = follow(container, logs, summary, p["wait_for_all"], p["wait_for_any"], max(deadline - time.monotonic(), 0))
+    logs = {"timestamps": True, "since": p["since_ts"]}
+    wait = follow(engine, attrs, logs, summary, p["wait_for_all"], p["wait_for_any"],
+                  max(deadline - time.monotonic(), 0))
     seen = dict(wait=wait, **summary.result(time.time()))
     if not wait["met"]:
         wanted = " and ".join(p["wait_for_all"] + ([" or ".join(p["wait_for_any"])] if p["wait_for_any"] else []))
         return done("log", f"no {wanted} logged since the start", **seen)
-    checker.join(max(deadline - time.monotonic(), 0) + 5)  # + one exec_run that started before the deadline
+    checker.join(max(deadline - time.monotonic(), 0) + 5)  # + one exec that started before the deadline
     check = checked[0] if checked else {"rc": None, "runs": None, "note": "still running at the deadline"}
     if check and check["rc"] != 0:
         return done("health", f"its health check still fails (rc={check['rc']})", health_check=check, **seen)
     return done("ready", health_check=check, **seen)
 
 
-def running_container(client, name, deadline):
+def running_container(engine, name, deadline):
+    """The container's inspect data once it runs; None when it does not by the deadline."""
     while True:
         try:
-            container = client.containers.get(name)
-            if container.status == "running":
-                return container
+            attrs = engine.inspect(name)
+            if (attrs.get("State") or {}).get("Status") == "running":
+                return attrs
         except NotFound:
             pass
         if time.monotonic() >= deadline:
@@ -173,9 +167,9 @@ def running_container(client, name, deadline):
         time.sleep(POLL_S)
 
 
-def health_check(container, deadline):
+def health_check(engine, attrs, deadline):
     """Run the image's HEALTHCHECK command now, until it passes or the deadline; None without one."""
-    test = (container.attrs.get("Config", {}).get("Healthcheck") or {}).get("Test") or []
+    test = (attrs.get("Config", {}).get("Healthcheck") or {}).get("Test") or []
     if len(test) < 2 or test[0] not in ("CMD", "CMD-SHELL"):
         return None
     argv = test[1:] if test[0] == "CMD" else ["/bin/sh", "-c", test[1]]
@@ -183,8 +177,8 @@ def health_check(container, deadline):
     while True:
         runs += 1
         try:
-            rc = container.exec_run(argv).exit_code
-        except DockerException:  # restarting or stopping right now: a failed run, tried again
+            rc = engine.exec(attrs["Id"], argv, timeout=EXEC_TIMEOUT_S)[0]
+        except DockerError:  # restarting or stopping right now: a failed run, tried again
             rc = None
         if rc == 0 or time.monotonic() >= deadline:
             return {"rc": rc, "runs": runs}

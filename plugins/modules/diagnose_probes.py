@@ -89,10 +89,9 @@ options:
       max_lines: {description: At most this many lines per container., type: int, default: 20000}
       docker_host: {description: Docker daemon URL., type: str, default: "unix:///var/run/docker.sock"}
       timeout: {description: Seconds for each Docker API call., type: float, default: 10}
-requirements:
-  - docker (Python Docker SDK) for the container reads
 notes:
-  - Redis (the kill switch, the event bus) is reached with the collection's own client (standard library only).
+  - Redis (the kill switch, the event bus) is reached with the collection's own client and Docker with the Docker
+    Engine API, both on the Python standard library: the module needs no Python library on the target.
   - Each slice's result is the same as the matching module's (M(quantum.runbooks.container_logs),
     M(quantum.runbooks.kill_switch) with O(quantum.runbooks.kill_switch#module:state=query),
     M(quantum.runbooks.binance_futures_info), M(quantum.runbooks.redis_stream_info)).

@@ -62,11 +62,11 @@ options:
     description: Docker daemon URL (O(container) mode).
     type: str
     default: unix:///var/run/docker.sock
-requirements:
-  - docker (Python SDK) >= 7, only when O(url) is not set
 notes:
   - Redis is reached with the collection's own client (standard library only; no redis-py on the target).
     V(redis://) and V(unix://) URLs; V(rediss://) (TLS) is not supported.
+  - Without O(url), the container's IP is read from the Docker Engine API with the Python standard library
+    (no Docker SDK needed).
 author:
   - qt-runbooks maintainers (!UNKNOWN)
 """
@@ -115,7 +115,6 @@ from ansible_collections.quantum.runbooks.plugins.module_utils.redis_connect imp
     RedisModule,
     check_url,
     container_target,
-    fail_without_libraries,
     masked_url,
     read_kill_switch,
     read_policy,
@@ -178,7 +177,6 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
-    fail_without_libraries(module)
     check_url(module)
     if p["state"] == "query":
         query(module, p)

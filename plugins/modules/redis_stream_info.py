@@ -59,10 +59,11 @@ options:
     description: Docker daemon URL (O(container) mode only).
     type: str
     default: unix:///var/run/docker.sock
-requirements:
-  - docker (Python SDK) >= 7, only when O(url) is not set
 notes:
   - Redis is reached with the collection's own client (standard library only; no redis-py on the target).
+    V(redis://) and V(unix://) URLs; V(rediss://) (TLS) is not supported.
+  - Without O(url), the container's IP is read from the Docker Engine API with the Python standard library
+    (no Docker SDK needed).
   - C(lag) comes from C(XINFO GROUPS) (Redis >= 7). Redis returns it as null after C(XDEL) or
     for a group created at an arbitrary id; then the entries after the group's last-delivered
     id are counted (up to 1000) and C(lag_source) is V(counted). If even that is not
@@ -230,7 +231,6 @@ streams:
 from ansible_collections.quantum.runbooks.plugins.module_utils.redis_connect import (
     STREAM_INFO_SPEC,
     RedisModule,
-    fail_without_libraries,
     stream_info,
     stream_info_problem,
 )
@@ -239,7 +239,6 @@ from ansible_collections.quantum.runbooks.plugins.module_utils.redis_connect imp
 def main():
     module = RedisModule(argument_spec=STREAM_INFO_SPEC, supports_check_mode=True)  # never shows the url's password
     p = module.params
-    fail_without_libraries(module)
     problem = stream_info_problem(p)
     if problem:
         module.fail_json(msg=problem)

@@ -22,7 +22,9 @@ description:
     decides (C(diagnose.yml) turns them into an INCONCLUSIVE verdict, C(prepare_host) fails with them).
 options:
   libraries:
-    description: Check that the modules' Python libraries (requests, docker) import.
+    description:
+      - Check that the Python libraries the roles need import (requests, for community.docker's modules). The
+        collection's own Docker, Redis and Binance clients are the standard library's.
     type: bool
     default: true
   import_libraries:

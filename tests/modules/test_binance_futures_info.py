@@ -118,7 +118,8 @@ def test_probe_header_lookup_is_case_insensitive():
 
 
 def test_probe_runs_as_a_stdlib_only_script(sim):
-    """`python3 -I file < request` and the container form `python3 -I -` (source + request) both answer JSON."""
+    """`python3 -I file < request` and the program form `python3 -I -c <source + request>` (the container's; also
+    on stdin, `python3 -I -`) answer JSON."""
     line = json.dumps({"base_url": sim.url(), "timeout": 2})
     clean_env = {"PATH": "/usr/bin:/bin", **LOOPBACK_ENV}
     res = subprocess.run(["/usr/bin/python3", "-I", str(PROBE_PY)], input=line + "\n", capture_output=True,
@@ -130,6 +131,11 @@ def test_probe_runs_as_a_stdlib_only_script(sim):
                          timeout=10, env=clean_env, check=False)
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout.strip().splitlines()[-1])["reachable"] is True
+    # as the container runs it (an exec has no stdin): python3 -c <program>, one JSON line
+    res = subprocess.run(["/usr/bin/python3", "-I", "-c", script], stdin=subprocess.DEVNULL, capture_output=True,
+                         text=True, timeout=10, env=clean_env, check=False)
+    assert res.returncode == 0, res.stderr
+    assert [json.loads(line)["reachable"] for line in res.stdout.splitlines()] == [True]
     res = subprocess.run(["/usr/bin/python3", "-I", str(PROBE_PY)], input="not json\n", capture_output=True,
                          text=True, timeout=10, env=clean_env, check=False)
     assert res.returncode == 2 and json.loads(res.stdout)["error_kind"] == "other"

@@ -1,13 +1,16 @@
 """The role quantum.runbooks.postmortem end to end through ansible-playbook, without the lab: the audit log
 and diagnosis reports are fixtures written relative to now, the exchange is lab/images/binance_sim/sim.py as
 a local process (income seeded with POST /_sim/income; GET /_sim/income is the PnL oracle), the executor's
-settings come from a stand-in `docker` on PATH (docker inspect of a pretend container) and its logs are
-unreachable (container_logs gets a Docker socket that does not exist) - so the no-logs path is covered
-here and the logs path in the lab's Molecule scenario."""
+settings come from a stand-in Docker API on a unix socket (DOCKER_HOST: the inspect data of a pretend
+container) and its logs are unreachable (container_logs gets a Docker socket that does not exist) - so the
+no-logs path is covered here and the logs path in the lab's Molecule scenario."""
+import http.server
 import json
 import os
+import socketserver
 import subprocess
 import sys
+import threading
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -30,15 +33,38 @@ PLAY = """---
 """
 
 
-def fake_docker(folder, sim):
-    """`docker inspect` answers for the pretend executor only (testnet, the sim's keys); anything else fails."""
-    key, secret = KEYS["testnet"]
-    env = ["BINANCE_USE_TESTNET=true", "BINANCE_FUTURES_TESTNET_URL=http://binance-sim:8081/fapi",
-           "BINANCE_API_KEY=" + key, "BINANCE_API_SECRET=" + secret]
-    script = folder / "docker"
-    script.write_text("#!/bin/sh\ncase \"$*\" in\n  *inspect*%s*) echo '\"running\" %s'; exit 0;;\nesac\n"
-                      "echo 'Error: No such object' >&2\nexit 1\n" % (CONTAINER, json.dumps(env)))
-    script.chmod(0o755)
+class FakeDockerApi(http.server.BaseHTTPRequestHandler):
+    """`GET /containers/<name>/json` answers for the pretend executor only (testnet, the sim's keys); anything
+    else is a 404, as dockerd says it."""
+
+    def do_GET(self):
+        key, secret = KEYS["testnet"]
+        env = ["BINANCE_USE_TESTNET=true", "BINANCE_FUTURES_TESTNET_URL=http://binance-sim:8081/fapi",
+               "BINANCE_API_KEY=" + key, "BINANCE_API_SECRET=" + secret]
+        if self.path.endswith("/containers/%s/json" % CONTAINER):
+            status, doc = 200, {"Id": "f00d", "State": {"Status": "running"}, "Config": {"Env": env, "Tty": False}}
+        else:
+            status, doc = 404, {"message": "No such container"}
+        body = json.dumps(doc).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def address_string(self):  # a unix socket's peer has no address
+        return "unix"
+
+    def log_message(self, *args):
+        pass
+
+
+def fake_docker(path):
+    """The stand-in Docker API on the unix socket ``path`` (served until the test process ends)."""
+    server = socketserver.ThreadingUnixStreamServer(str(path), FakeDockerApi)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
 
 
 class Lab:
@@ -49,9 +75,8 @@ class Lab:
         self.reports, self.project = tmp / "reports", tmp / "project"
         (self.reports / "localhost").mkdir(parents=True)
         self.audit = self.reports / "audit.jsonl"
-        self.bin = tmp / "bin"
-        self.bin.mkdir()
-        fake_docker(self.bin, sim)
+        self.docker_sock = tmp / "docker.sock"
+        self.docker = fake_docker(self.docker_sock)
         (tmp / "postmortem.yml").write_text(PLAY)
 
     def diagnose(self, ts, verdict, findings=()):
@@ -71,7 +96,8 @@ class Lab:
 
     def play(self, *extra, check=False, diff=False):
         env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="json", ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
-                   PATH="%s:%s:%s" % (self.bin, VENV_BIN, os.environ.get("PATH", "")), NO_PROXY="127.0.0.1,localhost")
+                   PATH="%s:%s" % (VENV_BIN, os.environ.get("PATH", "")), NO_PROXY="127.0.0.1,localhost",
+                   DOCKER_HOST="unix://%s" % self.docker_sock)
         env.pop("BINANCE_API_KEY", None)
         env.pop("BINANCE_API_SECRET", None)
         cmd = [str(VENV_BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local", str(self.tmp / "postmortem.yml"),

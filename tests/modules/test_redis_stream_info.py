@@ -19,8 +19,8 @@ import pytest
 
 from ansible_collections.quantum.runbooks.plugins.module_utils import redis_connect
 from ansible_collections.quantum.runbooks.plugins.module_utils import redis_streams as rs
+from ansible_collections.quantum.runbooks.plugins.module_utils.docker_engine import Engine, NotFound
 
-docker = pytest.importorskip("docker")
 redis = pytest.importorskip("redis")
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,7 +49,7 @@ def free_port():
 
 
 def container_ip(dc, name):
-    nets = dc.containers.get(name).attrs["NetworkSettings"]["Networks"]
+    nets = dc.inspect(name)["NetworkSettings"]["Networks"]
     return next(n["IPAddress"] for n in nets.values() if n.get("IPAddress"))
 
 
@@ -113,9 +113,7 @@ def dc():
         pytest.fail("no Docker engine: run `make docker`")
     if subprocess.run(["docker", "image", "inspect", IMAGE], capture_output=True, check=False).returncode:
         pytest.fail(f"image {IMAGE} missing: run `make images`")
-    client = docker.from_env(timeout=30)
-    yield client
-    client.close()
+    return Engine(timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -160,18 +158,15 @@ def test_entry_id_ages_use_the_given_clock():
 
 
 class _FakeDocker:
-    """Just enough of docker.DockerClient for resolve_container_url."""
+    """Just enough of docker_engine.Engine for resolve_container_url."""
 
     def __init__(self, attrs):
         self._attrs = attrs
-        self.containers = self
 
-    def get(self, name):
+    def inspect(self, name):
         if self._attrs is None:
-            err = Exception("404 Not Found")
-            err.status_code = 404
-            raise err
-        return type("C", (), {"attrs": self._attrs})()
+            raise NotFound("Docker API answered HTTP 404: No such container: %s" % name, kind="api", status=404)
+        return self._attrs
 
 
 def test_resolve_container_url_uses_first_network_with_an_ip():

@@ -36,7 +36,7 @@ def test_role_pins_are_the_requirements_pins():
                 if "==" in line and not line.startswith("#"))
     defaults = (ROOT / "roles/prepare_host/defaults/main.yml").read_text()
     role = dict(re.findall(r"^  - ([\w.-]+)==([\w.]+)$", defaults, re.M))
-    assert set(role) == {"requests", "docker"}  # the Binance and Redis modules need none (stdlib clients)
+    assert set(role) == {"requests"}  # the Binance, Redis and Docker clients are stdlib
     assert role == {name: pins[name] for name in role}
     assert set(th.LIBRARIES) == set(role)
 
@@ -123,6 +123,15 @@ def test_docker_access_without_socket_is_one_line(tmp_path):
     assert res["ok"] is False and res["kind"] == "absent" and "is the Docker engine running" in res["error"]
 
 
+def test_docker_access_denied_says_so(monkeypatch):
+    def denied(engine):
+        raise th.DockerError("permission denied on /var/run/docker.sock", kind="permission")
+
+    monkeypatch.setattr(th.Engine, "version", denied)
+    assert th.docker_access("unix:///var/run/docker.sock") == {
+        "ok": False, "version": None, "error": "permission denied on /var/run/docker.sock", "kind": "permission"}
+
+
 def test_tcp_docker_host_is_not_probed():
     assert th.docker_access("tcp://10.0.0.1:2376")["ok"] is None
 
@@ -144,8 +153,8 @@ FACTS = {"python": {"executable": "/usr/bin/python3"}, "user": {"name": "oncall"
 
 
 @pytest.mark.parametrize("extra,code,words", [
-    ({"libraries": {"requests": "No module named 'requests'", "docker": "No module named 'docker'"}},
-     "LIBRARIES_MISSING", ["/usr/bin/python3", "docker, requests", f"-i inventory/x.yml {FIX}"]),
+    ({"libraries": {"requests": "No module named 'requests'"}},
+     "LIBRARIES_MISSING", ["/usr/bin/python3", "requests", f"-i inventory/x.yml {FIX}"]),
     ({"docker": {"ok": False, "error": "permission denied on /var/run/docker.sock", "kind": "permission"}},
      "DOCKER_DENIED", ["oncall cannot talk to Docker", "ansible_become_user"]),
     ({"docker": {"ok": False, "error": "/var/run/docker.sock does not exist", "kind": "absent"}},
@@ -181,7 +190,7 @@ def test_a_missing_library_names_the_interpreter_and_the_fix():
     msg = missing_library("redis")
     assert msg.startswith("Failed to import the required Python library (redis) on ")
     assert FIX in msg and "ansible_python_interpreter" in msg and "\n" not in msg
-    assert "(needed when url is not set)" in missing_library("docker", "needed when url is not set")
+    assert "(needed for the kill switch)" in missing_library("redis", "needed for the kill switch")
 
 
 def test_inconclusive_on_an_unprepared_host_recommends_prepare_host_and_says_it_once():
