@@ -91,7 +91,7 @@ options:
       timeout: {description: Seconds for each Docker API call., type: float, default: 10}
 notes:
   - Redis (the kill switch, the event bus) is reached with the collection's own client and Docker with the Docker
-    Engine API, both on the Python standard library: the module needs no Python library on the target.
+    Engine API, both on the Python standard library (the module needs no Python library on the target).
   - Each slice's result is the same as the matching module's (M(quantum.runbooks.container_logs),
     M(quantum.runbooks.kill_switch) with O(quantum.runbooks.kill_switch#module:state=query),
     M(quantum.runbooks.binance_futures_info), M(quantum.runbooks.redis_stream_info)).

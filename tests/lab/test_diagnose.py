@@ -105,14 +105,17 @@ def test_unreachable_host_still_gets_a_report(tmp_path):
 
 
 def test_check_4_always_reports_like_checks_1_to_3(lab, tmp_path):
-    """A trace that cannot run (here: a Python without our libraries on the target) is recorded in
-    the report; the diagnosis still ends with a verdict and a report."""
+    """A trace that cannot run (here: its Docker socket does not exist) is recorded in the report like any
+    check's error; the three checks the verdict needs still decide it, and the diagnosis ends with a report."""
+    probe = {"containers": ["quantum_ai_engine", "quantum_auto_executor"], "correlation_id": "0f0f0f0f-trace-me",
+             "docker_host": "unix:///nonexistent/docker.sock"}
     res, report = diagnose(tmp_path, "-e", "correlation_id=0f0f0f0f-trace-me",
-                           "-e", "ansible_python_interpreter=/usr/bin/python3")
+                           "-e", json.dumps({"correlation_trace_probe": probe}))
     assert res.returncode == 0 and report is not None, res.stdout[-3000:]
     trace = report["checks"]["trace"]
-    assert trace["status"] == "error" and "Python library" in trace["evidence"]["check_error"]
-    assert report["verdict"]["primary"] == "INCONCLUSIVE"
+    assert trace["status"] == "error" and "/nonexistent/docker.sock" in trace["evidence"]["check_error"], trace
+    assert trace["evidence"]["correlation_id"] == "0f0f0f0f-trace-me"
+    assert report["verdict"]["primary"] == "HEALTHY" and report["checks"]["executor"]["status"] == "ok"
     text = "".join(p.read_text() for p in (tmp_path / "lab").glob("diagnosis-*.md"))
     assert "### 4. Trace of 0f0f0f0f-trace-me" in text and "Could not run:" in text, text[-2000:]
 

@@ -37,7 +37,6 @@ def test_an_unreachable_docker_is_the_slice_s_one_line_not_a_crash():
 
 
 def test_probes_run_side_by_side_and_a_hung_one_is_cut_at_its_own_bound(monkeypatch):
-    monkeypatch.setattr(dp, "missing", lambda name: None)  # the probes are stand-ins: no library needed
     release = threading.Event()
     monkeypatch.setattr(dp, "stream_info", lambda p: release.wait(30) or {"reachable": True})
     monkeypatch.setattr(dp, "read_trace", lambda p, cid, auto, since: (time.sleep(0.5), {"correlation_id": cid})[1])
@@ -53,7 +52,6 @@ def test_probes_run_side_by_side_and_a_hung_one_is_cut_at_its_own_bound(monkeypa
 
 
 def test_the_trace_takes_the_order_from_the_executor_read_in_the_same_run(monkeypatch):
-    monkeypatch.setattr(dp, "missing", lambda name: None)  # the probes are stand-ins: no library needed
     logs = {"unanswered": [{"correlation_id": "c-old", "age_s": 30}]}
     monkeypatch.setattr(dp, "read_executor", lambda p: {"exists": True, "logs": logs})
     monkeypatch.setattr(dp, "read_switch", lambda p: {"engaged": False})
@@ -105,7 +103,6 @@ def test_check_1_reads_an_operator_stop_from_either_place_and_a_failed_slice_as_
 
 
 def test_the_event_bus_slice_is_refused_as_redis_stream_info_refuses_it(monkeypatch):
-    monkeypatch.setattr(dp, "missing", lambda name: None)
     monkeypatch.setattr(dp, "stream_info", lambda p: pytest.fail("a refused slice must not be read"))
     results = dp.run_probes({"event_bus": {"container": "quantum_redis", "timeout": 0}}, set())
     assert results["event_bus"] == {"failed": True, "msg": "timeout must be > 0, got 0.0"}
