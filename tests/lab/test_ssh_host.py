@@ -135,9 +135,10 @@ def test_a_half_prepared_host_gets_one_clear_line_per_gap(lab, prepared, broken_
     res = diagnose(broken_inventory, tmp_path)
     assert res.returncode == 0, res.stdout[-3000:]  # a report for every host, the good one unaffected
     assert report(tmp_path, "lab-ssh")["verdict"]["primary"] == "HEALTHY"
-    for host, words in {"lab-ssh-bare": ["/usr/bin/python3 lacks", "requests"],
-                        "lab-ssh-novenv": ["has no Python at /home/qt/.local/share/qt-runbooks/nope/bin/python"],
-                        "lab-ssh-nobecome": ["/usr/bin/python3 lacks", "oncall cannot talk to Docker"]}.items():
+    # the checks need no Python library: the bare system Python diagnoses like the prepared venv
+    assert report(tmp_path, "lab-ssh-bare")["verdict"]["primary"] == "HEALTHY"
+    for host, words in {"lab-ssh-novenv": ["has no Python at /home/qt/.local/share/qt-runbooks/nope/bin/python"],
+                        "lab-ssh-nobecome": ["oncall cannot talk to Docker"]}.items():
         verdict = report(tmp_path, host)["verdict"]
         assert verdict["primary"] == "INCONCLUSIVE", host
         (evidence,) = verdict["findings"][0]["evidence"]  # said once, not once per check
